@@ -1,0 +1,55 @@
+"""CIFAR augmentation as batched tensor ops on the training device.
+
+The reference pipeline (RandomCrop(32, padding=4) + RandomHorizontalFlip + Normalize)
+runs per sample in PIL inside DataLoader workers. Here the whole batch is cropped,
+flipped and normalised with a handful of tensor ops, so it runs where the data lives.
+"""
+import torch
+
+CIFAR100_MEAN = (0.5071, 0.4867, 0.4408)
+CIFAR100_STD = (0.2675, 0.2565, 0.2761)
+PAD = 4
+
+
+def normalize(images):
+    """uint8 or [0, 1] float images (N, 3, H, W) -> normalised float32."""
+    x = images.float()
+    if images.dtype == torch.uint8:
+        x = x / 255.0
+    mean = torch.tensor(CIFAR100_MEAN, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(CIFAR100_STD, device=x.device).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
+def crop_flip_params(n, generator, device, pad=PAD):
+    """Per-sample crop offsets in [0, 2*pad] (dy, dx) and flip flags, drawn on `device`."""
+    offsets = torch.randint(0, 2 * pad + 1, (n, 2), generator=generator, device=device)
+    flips = torch.rand(n, generator=generator, device=device) < 0.5
+    return offsets, flips
+
+
+def crop_flip(images, offsets, flips, pad=PAD):
+    """Random crop with zero padding and horizontal flip, given their parameters.
+
+    images: (N, C, H, W) any dtype. The crop of sample i starts at offsets[i] in the
+    zero-padded image, which is what RandomCrop(H, padding=pad) does.
+    """
+    n, c, h, w = images.shape
+    padded = torch.nn.functional.pad(images, (pad, pad, pad, pad))
+    dev = images.device
+    rows = offsets[:, 0].view(n, 1, 1) + torch.arange(h, device=dev).view(1, h, 1)  # (N, H, 1)
+    cols = torch.arange(w, device=dev).view(1, 1, w)
+    cols = torch.where(flips.view(n, 1, 1), w - 1 - cols, cols) + offsets[:, 1].view(n, 1, 1)  # (N, 1, W)
+    flat = rows * (w + 2 * pad) + cols  # (N, H, W) index into the padded plane
+    flat = flat.view(n, 1, h * w).expand(n, c, h * w)
+    out = padded.reshape(n, c, -1).gather(2, flat)
+    return out.view(n, c, h, w)
+
+
+def augment(images, generator=None):
+    """Training augmentation of the reference: crop 32 with padding 4, flip, normalise.
+
+    images: uint8 (N, 3, 32, 32) on any device; returns normalised float32 there.
+    """
+    offsets, flips = crop_flip_params(images.shape[0], generator, images.device)
+    return normalize(crop_flip(images, offsets, flips))

@@ -1,0 +1,163 @@
+"""CIFAR-100 in its standard `cifar-100-python/` pickle layout, read into uint8 tensors.
+
+The official archive is downloaded (md5-checked) only when the folder holds no data.
+The extracted files are validated by shape, dtype and label range instead of md5, so
+subsets and generated test sets in the same format load too.
+"""
+import os
+import pickle
+import tarfile
+
+import numpy as np
+import torch
+
+from helper.errors import UsageError
+
+FOLDER = "cifar-100-python"
+ARCHIVE = "cifar-100-python.tar.gz"
+NUM_CLASSES = 100
+IMAGE_SHAPE = (3, 32, 32)
+
+
+class DataError(UsageError):
+    """A data set that is missing, corrupt or malformed; the message says what to do."""
+
+
+def _archive_source():
+    # torchvision knows the official address and md5 of the archive; reuse them.
+    from torchvision.datasets import CIFAR100
+    return CIFAR100.url, CIFAR100.tgz_md5
+
+
+def download(data_folder):
+    """Fetch and extract the official archive into `data_folder` (md5 checked)."""
+    from torchvision.datasets.utils import download_and_extract_archive
+    url, md5 = _archive_source()
+    os.makedirs(data_folder, exist_ok=True)
+    try:
+        download_and_extract_archive(url, data_folder, filename=ARCHIVE, md5=md5)
+    except Exception as e:  # offline, DNS failure, md5 mismatch, ...
+        raise DataError(
+            f"CIFAR-100 not found in '{os.path.join(data_folder, FOLDER)}' and the download failed "
+            f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else 'no detail'}); place '{ARCHIVE}' "
+            f"from {url} in '{data_folder}' (or its extracted '{FOLDER}/' folder) and run again"
+        ) from None
+
+
+def _read_split(path, split):
+    try:
+        with open(path, "rb") as fh:
+            entry = pickle.load(fh, encoding="latin1")
+    except FileNotFoundError:
+        raise DataError(f"missing file '{path}': the '{FOLDER}/' folder needs train, test and meta") from None
+    except Exception as e:
+        raise DataError(f"cannot read '{path}' ({type(e).__name__}): the file is corrupt or truncated; "
+                        f"delete the '{FOLDER}/' folder and download again") from None
+    if not isinstance(entry, dict) or "data" not in entry or "fine_labels" not in entry:
+        raise DataError(f"'{path}' is not a CIFAR-100 {split} file (needs 'data' and 'fine_labels' entries)")
+    data = np.asarray(entry["data"])
+    labels = np.asarray(entry["fine_labels"])
+    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != int(np.prod(IMAGE_SHAPE)):
+        raise DataError(f"'{path}': 'data' must be uint8 of shape (N, 3072), got {data.dtype} {tuple(data.shape)}")
+    if labels.ndim != 1 or len(labels) != len(data):
+        raise DataError(f"'{path}': {len(labels)} labels for {len(data)} images")
+    if len(data) == 0:
+        raise DataError(f"'{path}' holds no images")
+    if not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0 or labels.max() >= NUM_CLASSES:
+        raise DataError(f"'{path}': labels must be integers in [0, {NUM_CLASSES}), got range "
+                        f"[{labels.min()}, {labels.max()}]")
+    images = torch.from_numpy(data.reshape(-1, *IMAGE_SHAPE).copy())
+    return images, torch.from_numpy(labels.astype(np.int64))
+
+
+def has_cifar100(data_folder):
+    root = os.path.join(data_folder, FOLDER)
+    return all(os.path.isfile(os.path.join(root, f)) for f in ("train", "test"))
+
+
+def load_cifar100(data_folder, download_if_missing=True):
+    """-> dict(train=(images uint8 (N,3,32,32), labels int64), test=(...)).
+
+    Downloads the official archive when the folder has no data and `download_if_missing`.
+    """
+    if not has_cifar100(data_folder):
+        archive = os.path.join(data_folder, ARCHIVE)
+        if os.path.isfile(archive):
+            _extract(archive, data_folder)
+        elif download_if_missing:
+            download(data_folder)
+        else:
+            raise DataError(f"CIFAR-100 not found in '{os.path.join(data_folder, FOLDER)}'; "
+                            f"place '{ARCHIVE}' or its extracted '{FOLDER}/' folder in '{data_folder}'")
+    root = os.path.join(data_folder, FOLDER)
+    return {split: _read_split(os.path.join(root, split), split) for split in ("train", "test")}
+
+
+def _extract(archive, data_folder):
+    from torchvision.datasets.utils import check_integrity
+    _, md5 = _archive_source()
+    if not check_integrity(archive, md5):
+        raise DataError(f"'{archive}' does not match the official md5; delete it and download again")
+    with tarfile.open(archive, "r:gz") as tar:
+        tar.extractall(data_folder, filter="data")
+
+
+def write_cifar100(data_folder, train_images, train_labels, test_images, test_labels):
+    """Write tensors/arrays in the exact `cifar-100-python/` pickle format."""
+    root = os.path.join(data_folder, FOLDER)
+    os.makedirs(root, exist_ok=True)
+
+    def dump(name, images, labels):
+        images = np.asarray(images, dtype=np.uint8).reshape(len(images), -1)
+        labels = [int(v) for v in np.asarray(labels)]
+        entry = {"filenames": [f"{name}_{i}.png" for i in range(len(labels))], "batch_label": f"{name} batch",
+                 "fine_labels": labels, "coarse_labels": [v // 5 for v in labels], "data": images}
+        with open(os.path.join(root, name), "wb") as fh:
+            pickle.dump(entry, fh, protocol=2)
+
+    dump("train", train_images, train_labels)
+    dump("test", test_images, test_labels)
+    meta = {"fine_label_names": [f"class_{i:02d}" for i in range(NUM_CLASSES)],
+            "coarse_label_names": [f"super_{i:02d}" for i in range(NUM_CLASSES // 5)]}
+    with open(os.path.join(root, "meta"), "wb") as fh:
+        pickle.dump(meta, fh, protocol=2)
+    return root
+
+
+def make_synthetic_cifar100(data_folder, train_per_class=20, test_per_class=5, seed=0, noise=40.0):
+    """Write a small *learnable* data set in the CIFAR-100 format (for tests, offline runs).
+
+    Every class has a smooth random colour pattern; images are that pattern plus noise
+    and a random shift, so a small CNN separates the classes within a few epochs.
+    """
+    g = np.random.default_rng(seed)
+    coarse = g.uniform(40, 215, size=(NUM_CLASSES, 3, 4, 4))
+    templates = coarse.repeat(8, axis=2).repeat(8, axis=3)  # (C, 3, 32, 32) blocky patterns
+
+    def draw(per_class):
+        labels = np.repeat(np.arange(NUM_CLASSES), per_class)
+        g.shuffle(labels)
+        imgs = templates[labels] + g.normal(0, noise, size=(len(labels), *IMAGE_SHAPE))
+        shifts = g.integers(-2, 3, size=(len(labels), 2))
+        for k in range(len(labels)):  # data preparation, not a training step
+            imgs[k] = np.roll(imgs[k], tuple(shifts[k]), axis=(1, 2))
+        return np.clip(imgs, 0, 255).astype(np.uint8), labels
+
+    tr_x, tr_y = draw(train_per_class)
+    te_x, te_y = draw(test_per_class)
+    return write_cifar100(data_folder, tr_x, tr_y, te_x, te_y)
+
+
+def stratified_subset(labels, ratio, seed=0):
+    """Indices of a class-balanced subset keeping `ratio` of each class (PACKD's --few-ratio)."""
+    if not 0 < ratio <= 1:
+        raise ValueError(f"--few_ratio must be in (0, 1], got {ratio}")
+    if ratio == 1:
+        return torch.arange(len(labels))
+    g = torch.Generator().manual_seed(seed)
+    keep = []
+    for c in torch.unique(labels).tolist():
+        members = torch.nonzero(labels == c).flatten()
+        n = max(1, int(round(len(members) * ratio)))
+        keep.append(members[torch.randperm(len(members), generator=g)[:n]])
+    return torch.sort(torch.cat(keep)).values

@@ -1,0 +1,84 @@
+"""Command-line flags shared by train_teacher.py and train_student.py.
+
+Names and defaults follow RepDistiller (and the PACKD authors' copies of its scripts),
+so commands pasted from their READMEs work unchanged.
+"""
+import argparse
+import sys
+import zlib
+
+from helper.errors import UsageError
+
+SMALL_LR_MODELS = ("MobileNetV2", "ShuffleV1", "ShuffleV2")
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (exit code 2) instead of usage + error."""
+
+    def error(self, message):
+        print(f"{self.prog}: error: {message} (see --help)", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def add_training_arguments(p):
+    g = p.add_argument_group("training (RepDistiller defaults)")
+    g.add_argument("--print_freq", type=int, default=100, help="steps between progress updates (metric read-backs)")
+    g.add_argument("--tb_freq", type=int, default=500, help="accepted for compatibility; TensorBoard logs per epoch")
+    g.add_argument("--save_freq", type=int, default=40, help="write ckpt_epoch_N.pth every N epochs")
+    g.add_argument("--batch_size", type=int, default=64)
+    g.add_argument("--num_workers", type=int, default=8, help="DataLoader workers (--loader torch only)")
+    g.add_argument("--epochs", type=int, default=240)
+    g.add_argument("--learning_rate", type=float, default=None,
+                   help="default 0.05; 0.01 for MobileNetV2/ShuffleV1/ShuffleV2")
+    g.add_argument("--lr_decay_epochs", type=str, default="150,180,210", help="comma-separated milestones")
+    g.add_argument("--lr_decay_rate", type=float, default=0.1)
+    g.add_argument("--weight_decay", type=float, default=5e-4)
+    g.add_argument("--momentum", type=float, default=0.9)
+    g.add_argument("--dataset", type=str, default="cifar100", choices=["cifar100", "cifar100_aug"],
+                   help="cifar100_aug: AutoAugment CIFAR policy + Cutout 16 (PACKD's teachers; DataLoader path)")
+    g = p.add_argument_group("this project")
+    g.add_argument("--data_folder", type=str, default="./data", help="holds cifar-100-python/ (downloaded if absent)")
+    g.add_argument("--generate_data", action="store_true",
+                   help="offline quickstart: write a small generated data set in the CIFAR-100 format to "
+                        "--data_folder when it holds no CIFAR-100 (not real results)")
+    g.add_argument("--save_dir", type=str, default="save", help="root of the run folders")
+    g.add_argument("--seed", type=int, default=None, help="default: derived from --trial")
+    g.add_argument("--device", type=str, default="auto", help="cuda when available, else cpu")
+    g.add_argument("--loader", choices=["device", "torch"], default="device",
+                   help="device: data set on the device, batched augmentation; torch: DataLoader workers")
+    g.add_argument("--amp", action="store_true", help="bf16 autocast (changes numerics)")
+    g.add_argument("--channels_last", action="store_true", help="channels_last memory format")
+    g.add_argument("--compile", action="store_true", help="torch.compile the student")
+    g.add_argument("--deterministic", action="store_true", help="deterministic algorithms (bit-exact resume)")
+    g.add_argument("--resume", type=str, default=None, help="checkpoint path, or 'auto' = latest of this run")
+    g.add_argument("--overwrite", action="store_true", help="train again in a folder that holds a finished run")
+    g.add_argument("--trust_checkpoint", action="store_true",
+                   help="allow checkpoints with pickled Python objects (weights_only=False)")
+    g.add_argument("--no_progress", action="store_true", help="no tqdm bars")
+    g.add_argument("--no_tensorboard", action="store_true", help="no TensorBoard event files")
+    return p
+
+
+def finalize_training_arguments(opt, model_for_lr):
+    """Validate and derive; raises UsageError before anything is written."""
+    try:
+        milestones = [int(v) for v in str(opt.lr_decay_epochs).split(",") if v.strip() != ""]
+    except ValueError:
+        raise UsageError(f"--lr_decay_epochs must be comma-separated integers, got '{opt.lr_decay_epochs}'") from None
+    if any(b <= a for a, b in zip(milestones, milestones[1:])):
+        raise UsageError(f"--lr_decay_epochs must be increasing, got '{opt.lr_decay_epochs}'")
+    opt.lr_decay_epochs = milestones
+    if opt.batch_size <= 0:
+        raise UsageError(f"--batch_size must be positive, got {opt.batch_size}")
+    if opt.epochs <= 0:
+        raise UsageError(f"--epochs must be positive, got {opt.epochs}")
+    if opt.print_freq <= 0:
+        raise UsageError(f"--print_freq must be positive, got {opt.print_freq}")
+    if opt.learning_rate is None:
+        opt.learning_rate = 0.01 if model_for_lr in SMALL_LR_MODELS else 0.05
+    if opt.learning_rate <= 0:
+        raise UsageError(f"--learning_rate must be positive, got {opt.learning_rate}")
+    if opt.seed is None:
+        t = str(opt.trial)
+        opt.seed = int(t) if t.isdigit() else zlib.crc32(t.encode()) % 2 ** 31
+    return opt
