@@ -66,6 +66,10 @@ class Distiller(nn.Module):
             self.teacher.eval()  # the teacher is frozen, BatchNorm statistics included
         return self
 
+    def extra_weights(self):
+        """Loss weights beyond gamma/alpha/beta, by term name (for the start-up message)."""
+        return {}
+
     def extra_modules(self):
         """Modules, other than the student, whose parameters are trained with it."""
         return [m for name, m in self.named_children() if name not in ("student", "teacher")]
