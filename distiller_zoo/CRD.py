@@ -1,0 +1,58 @@
+"""CRD (Tian et al., "Contrastive Representation Distillation", ICLR 2020).
+
+The student's and teacher's pooled embeddings (last entry of the feature list) are
+projected to `feat_dim` and contrasted against memory banks of the whole training
+set: the batch must carry its dataset positions (`index`) and the positive +
+`nce_k` negative positions per sample (`contrast_index`, see `crd.NegativeSampler`).
+"""
+import math
+from types import SimpleNamespace
+
+import torch.nn.functional as F
+
+from crd.criterion import CRDLoss
+
+from ._base import CONTRAST_INDEX, INDEX
+from .KD import KDDistiller, model_feature_shapes
+
+# Settings CRDLoss reads from `opt` besides the embedding sizes derived from the models.
+CRD_OPTIONS = ("feat_dim", "nce_k", "nce_t", "nce_m", "n_data")
+
+
+class CRDDistiller(KDDistiller):
+    """gamma * CE + alpha * KL_T + beta * CRD(pooled student, pooled teacher).
+
+    `criterion_kd.embed_s` / `embed_t` train with the student (RepDistiller puts both in
+    its trainable list); the memory banks and Z constants are buffers, so they move
+    with `.to(device)` and are saved in the state_dict for resuming.
+    """
+    name = "crd"
+    needs = frozenset({INDEX, CONTRAST_INDEX})
+    # RepDistiller README: -r 1 -a 0 -b 0.8
+    default_weights = {"gamma": 1.0, "alpha": 0.0, "beta": 0.8}
+    has_method_loss = True
+
+    def __init__(self, student, teacher, opt):
+        super().__init__(student, teacher, opt)
+        missing = [key for key in CRD_OPTIONS if getattr(opt, key, None) is None]
+        if missing:
+            raise ValueError(f"crd needs opt.{', opt.'.join(missing)} (n_data = training-set size)")
+        device = next(student.parameters()).device
+        s_shape = model_feature_shapes(student)[-1]
+        t_shape = model_feature_shapes(teacher)[-1]
+        crd_opt = SimpleNamespace(s_dim=math.prod(s_shape[1:]), t_dim=math.prod(t_shape[1:]),
+                                  **{key: getattr(opt, key) for key in CRD_OPTIONS})
+        self.criterion_kd = CRDLoss(crd_opt).to(device)
+
+    def forward_train(self, batch):
+        if self.beta == 0:
+            return super().forward_train(batch)  # plain CE (+ KD): no features needed
+        if batch.index is None:
+            raise ValueError("crd needs batch.index (dataset positions): build batches with the method's `needs`")
+        feats_s, logits_s = self.student(batch.images, is_feat=True, preact=False)
+        feats_t, logits_t = self.teacher_forward(batch.images, is_feat=True, preact=False)
+        terms = {"cls": self.gamma * F.cross_entropy(logits_s, batch.labels)}
+        if self.alpha != 0:
+            terms["div"] = self.alpha * self.criterion_div(logits_s, logits_t)
+        terms["kd"] = self.beta * self.criterion_kd(feats_s[-1], feats_t[-1], batch.index, batch.contrast_index)
+        return logits_s, terms

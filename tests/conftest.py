@@ -1,0 +1,20 @@
+import pathlib
+import sys
+
+import pytest
+import torch
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+@pytest.fixture(scope="session")
+def tiny_cifar(tmp_path_factory):
+    """A learnable 100-class data set in the CIFAR-100 on-disk format (10 train, 2 test per class)."""
+    from dataset.cifar import make_synthetic_cifar100
+    folder = tmp_path_factory.mktemp("data")
+    make_synthetic_cifar100(str(folder), train_per_class=10, test_per_class=2, seed=0)
+    return folder

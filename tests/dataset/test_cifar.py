@@ -1,0 +1,102 @@
+import os
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from dataset.cifar import (DataError, FOLDER, load_cifar100, make_synthetic_cifar100, stratified_subset,
+                           write_cifar100)
+
+
+def test_reads_the_pickle_layout(tiny_cifar):
+    data = load_cifar100(str(tiny_cifar), download_if_missing=False)
+    x, y = data["train"]
+    assert x.dtype == torch.uint8 and x.shape == (1000, 3, 32, 32)
+    assert y.dtype == torch.int64 and y.shape == (1000,)
+    assert sorted(torch.bincount(y).tolist()) == [10] * 100
+    assert data["test"][0].shape == (200, 3, 32, 32)
+    for name in ("train", "test", "meta"):
+        assert os.path.isfile(os.path.join(tiny_cifar, FOLDER, name))
+
+
+def test_layout_matches_official_format(tiny_cifar):
+    with open(os.path.join(tiny_cifar, FOLDER, "train"), "rb") as fh:
+        entry = pickle.load(fh, encoding="latin1")
+    assert set(entry) >= {"data", "fine_labels", "coarse_labels", "filenames", "batch_label"}
+    assert entry["data"].dtype == np.uint8 and entry["data"].shape == (1000, 3072)
+    with open(os.path.join(tiny_cifar, FOLDER, "meta"), "rb") as fh:
+        meta = pickle.load(fh, encoding="latin1")
+    assert len(meta["fine_label_names"]) == 100
+
+
+def test_images_round_trip(tmp_path):
+    x = np.random.default_rng(0).integers(0, 256, size=(4, 3, 32, 32), dtype=np.uint8)
+    write_cifar100(str(tmp_path), x, [0, 1, 2, 99], x[:2], [5, 6])
+    data = load_cifar100(str(tmp_path), download_if_missing=False)
+    assert torch.equal(data["train"][0], torch.from_numpy(x))
+    assert data["train"][1].tolist() == [0, 1, 2, 99]
+
+
+def test_missing_data_offline_names_folder_and_archive(tmp_path):
+    with pytest.raises(DataError) as e:
+        load_cifar100(str(tmp_path), download_if_missing=False)
+    assert str(tmp_path) in str(e.value) and "cifar-100-python.tar.gz" in str(e.value)
+
+
+def test_failed_download_is_one_clear_error(tmp_path, monkeypatch):
+    import torchvision.datasets.utils as tvu
+
+    def offline(*a, **k):
+        raise OSError("network is unreachable")
+    monkeypatch.setattr(tvu, "download_and_extract_archive", offline)
+    with pytest.raises(DataError) as e:
+        load_cifar100(str(tmp_path))
+    msg = str(e.value)
+    assert "\n" not in msg and "cifar-100-python.tar.gz" in msg and "network is unreachable" in msg
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "bad_labels", "bad_shape", "missing_test"])
+def test_corrupt_files_are_rejected(tmp_path, damage):
+    make_synthetic_cifar100(str(tmp_path), train_per_class=1, test_per_class=1)
+    train = os.path.join(tmp_path, FOLDER, "train")
+    if damage == "truncate":
+        blob = open(train, "rb").read()
+        open(train, "wb").write(blob[: len(blob) // 2])
+    elif damage == "garbage":
+        open(train, "wb").write(b"not a pickle at all")
+    elif damage in ("bad_labels", "bad_shape"):
+        entry = pickle.load(open(train, "rb"), encoding="latin1")
+        if damage == "bad_labels":
+            entry["fine_labels"][0] = 100
+        else:
+            entry["data"] = entry["data"][:, :100]
+        pickle.dump(entry, open(train, "wb"))
+    else:
+        os.unlink(os.path.join(tmp_path, FOLDER, "test"))
+    with pytest.raises(DataError) as e:
+        load_cifar100(str(tmp_path), download_if_missing=False)
+    assert "\n" not in str(e.value)
+
+
+def test_download_uses_official_md5(tmp_path, monkeypatch):
+    import torchvision.datasets.utils as tvu
+    seen = {}
+
+    def fake(url, root, filename=None, md5=None, **k):
+        seen.update(url=url, root=root, filename=filename, md5=md5)
+        make_synthetic_cifar100(root, 1, 1)
+    monkeypatch.setattr(tvu, "download_and_extract_archive", fake)
+    load_cifar100(str(tmp_path))
+    assert seen["md5"] == "eb9058c3a382ffc7106e4002c42a8d85"
+    assert seen["filename"] == "cifar-100-python.tar.gz" and seen["url"].endswith("cifar-100-python.tar.gz")
+
+
+def test_stratified_subset_keeps_class_balance():
+    labels = torch.arange(10).repeat_interleave(20)
+    keep = stratified_subset(labels, 0.25, seed=3)
+    assert torch.bincount(labels[keep]).tolist() == [5] * 10
+    assert len(set(keep.tolist())) == len(keep)
+    assert torch.equal(keep, stratified_subset(labels, 0.25, seed=3))
+    with pytest.raises(ValueError):
+        stratified_subset(labels, 0.0)

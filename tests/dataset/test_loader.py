@@ -1,0 +1,77 @@
+import pytest
+import torch
+
+from dataset import load_cifar100
+from dataset.loader import DeviceLoader, TorchLoader
+from distiller_zoo._base import INDEX
+
+
+@pytest.fixture(scope="module")
+def train(tiny_cifar):
+    return load_cifar100(str(tiny_cifar), download_if_missing=False)["train"]
+
+
+def test_epoch_covers_every_sample_once_and_keeps_last_partial_batch(train):
+    x, y = train
+    loader = DeviceLoader(x, y, 64, needs={INDEX}, seed=0)
+    batches = list(loader)
+    assert len(loader) == len(batches) == 16  # ceil(1000 / 64)
+    assert len(batches[-1]) == 1000 - 15 * 64
+    seen = torch.cat([b.index for b in batches])
+    assert sorted(seen.tolist()) == list(range(1000))
+    for b in batches[:3]:
+        assert torch.equal(b.labels, y[b.index])
+        assert b.images.shape == (len(b), 3, 32, 32) and b.images.dtype == torch.float32
+
+
+def test_seeded_order_and_augmentation(train):
+    x, y = train
+    a = [b.images for b in DeviceLoader(x, y, 100, seed=3)]
+    b = [b.images for b in DeviceLoader(x, y, 100, seed=3)]
+    c = [b.images for b in DeviceLoader(x, y, 100, seed=4)]
+    assert all(torch.equal(p, q) for p, q in zip(a, b))
+    assert not torch.equal(a[0], c[0])
+
+
+def test_epochs_differ_and_state_restores_them(train):
+    x, y = train
+    loader = DeviceLoader(x, y, 100, needs={INDEX}, seed=0)
+    first = [b.index for b in loader]
+    state = loader.state_dict()
+    second = [b.index for b in loader]
+    assert not torch.equal(first[0], second[0])
+    loader.load_state_dict(state)
+    again = [b.index for b in loader]
+    assert all(torch.equal(p, q) for p, q in zip(second, again))
+
+
+def test_skip_replays_the_same_batches(train):
+    x, y = train
+    full = DeviceLoader(x, y, 100, needs={INDEX}, seed=7)
+    part = DeviceLoader(x, y, 100, needs={INDEX}, seed=7)
+    want = list(full)[4:]
+    got = list(part.iterate(skip=4))
+    assert len(got) == len(want)
+    assert all(torch.equal(p.images, q.images) and torch.equal(p.index, q.index) for p, q in zip(got, want))
+
+
+def test_test_split_is_normalised_only_and_in_order(tiny_cifar):
+    x, y = load_cifar100(str(tiny_cifar), download_if_missing=False)["test"]
+    a = [b.images for b in DeviceLoader(x, y, 64, train=False)]
+    b = [b.images for b in DeviceLoader(x, y, 64, train=False, seed=9)]
+    assert all(torch.equal(p, q) for p, q in zip(a, b))
+
+
+def test_device_and_dataloader_paths_have_the_same_statistics(train):
+    x, y = train
+    dev = torch.cat([b.images for b in DeviceLoader(x, y, 250, seed=0)])
+    tor = torch.cat([b.images for b in TorchLoader(x, y, 250, seed=0, num_workers=0)])
+    assert dev.shape == tor.shape
+    for dims in ((0, 2, 3),):
+        assert torch.allclose(dev.mean(dims), tor.mean(dims), atol=0.05)
+        assert torch.allclose(dev.std(dims), tor.std(dims), atol=0.05)
+
+
+def test_bad_batch_size(train):
+    with pytest.raises(ValueError):
+        DeviceLoader(*train, 0)

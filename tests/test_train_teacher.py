@@ -1,0 +1,50 @@
+"""train_teacher.py end to end on a generated data set (CPU)."""
+import json
+import os
+
+import torch
+
+import train_teacher
+from models import model_dict
+
+
+def test_teacher_run_writes_a_complete_run_folder(tiny_cifar, tmp_path, capsys):
+    train_teacher.main(["--model", "resnet8", "--epochs", "2", "--save_freq", "1", "--batch_size", "100",
+                        "--data_folder", str(tiny_cifar), "--save_dir", str(tmp_path), "--device", "cpu",
+                        "--no_progress"])
+    out = capsys.readouterr().out
+    run = tmp_path / "models" / "resnet8_cifar100_lr_0.05_decay_0.0005_trial_0"
+    names = set(os.listdir(run))
+    assert {"ckpt_epoch_1.pth", "ckpt_epoch_2.pth", "resnet8_best.pth", "resnet8_last.pth", "latest.pth",
+            "metrics.jsonl", "run.json", "summary.json", "tb"} <= names
+    assert not [n for n in names if n.startswith(".tmp")]
+    rows = [json.loads(line) for line in open(run / "metrics.jsonl")]
+    assert [r["epoch"] for r in rows] == [1, 2]
+    for r in rows:
+        assert {"lr", "train_loss", "train_acc", "test_loss", "test_acc", "test_acc_top5", "seconds"} <= set(r)
+        assert r["lr"] == 0.05
+    summary = json.load(open(run / "summary.json"))
+    assert summary["last_acc"] == rows[-1]["test_acc"]
+    assert summary["best_acc"] == max(r["test_acc"] for r in rows)
+    info = json.load(open(run / "run.json"))
+    assert info["kind"] == "teacher" and info["model"] == "resnet8" and info["epochs"] == 2
+    assert os.listdir(run / "tb"), "TensorBoard event file missing"
+    assert "last-epoch test top-1" in out and "best" in out
+
+    for name in ("ckpt_epoch_2.pth", "resnet8_best.pth", "resnet8_last.pth", "latest.pth"):
+        ckpt = torch.load(run / name, map_location="cpu", weights_only=True)
+        assert {"model", "epoch", "accuracy", "best_acc", "optimizer", "model_name", "args"} <= set(ckpt)
+        assert ckpt["model_name"] == "resnet8" and ckpt["args"]["model"] == "resnet8"
+        model_dict[ckpt["model_name"]](num_classes=100).load_state_dict(ckpt["model"])
+    last = torch.load(run / "resnet8_last.pth", map_location="cpu", weights_only=True)
+    assert last["epoch"] == 2 and abs(last["accuracy"] - rows[-1]["test_acc"]) < 1e-9
+
+
+def test_small_models_default_to_lr_001():
+    opt = train_teacher.parse_args(["--model", "ShuffleV1"])
+    assert opt.learning_rate == 0.01 and opt.lr_decay_epochs == [150, 180, 210]
+    opt = train_teacher.parse_args(["--model", "resnet56"])
+    assert opt.learning_rate == 0.05 and opt.epochs == 240 and opt.batch_size == 64
+    assert opt.weight_decay == 5e-4 and opt.momentum == 0.9 and opt.save_freq == 40
+    opt = train_teacher.parse_args(["--model", "MobileNetV2", "--learning_rate", "0.05"])
+    assert opt.learning_rate == 0.05
