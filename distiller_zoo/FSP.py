@@ -1,0 +1,59 @@
+"""Flow of solution procedure (Yim et al., CVPR 2017).
+
+As in RepDistiller, FSP matrices are matched in an init stage (`pretrain`) that trains
+the student's feature layers; the main stage is plain classification (plus KD when
+alpha != 0). Student and teacher must have the same channel numbers per feature.
+"""
+import torch.nn as nn
+
+from .AT import pool_to_same_size
+from .KD import KDDistiller, model_feature_shapes
+
+
+def fsp_matrices(g):
+    """For consecutive maps (bottom, top): (B, C_top, C_bottom) spatial mean of products."""
+    matrices = []
+    for bottom, top in zip(g[:-1], g[1:]):
+        bottom, top = pool_to_same_size(bottom, top)
+        bottom = bottom.reshape(bottom.shape[0], bottom.shape[1], -1)
+        top = top.reshape(top.shape[0], top.shape[1], -1)
+        matrices.append(top @ bottom.transpose(1, 2) / bottom.shape[2])
+    return matrices
+
+
+class FSP(nn.Module):
+    """Per consecutive layer pair: mean squared difference of student and teacher FSP matrices."""
+
+    def __init__(self, s_shapes, t_shapes):
+        super().__init__()
+        if len(s_shapes) != len(t_shapes):
+            raise ValueError(f"FSP: {len(s_shapes)} student vs {len(t_shapes)} teacher features; "
+                             "use models with the same number of stages")
+        s_c = [s[1] for s in s_shapes]
+        t_c = [t[1] for t in t_shapes]
+        if s_c != t_c:
+            raise ValueError(f"FSP needs equal channel numbers (student {s_c}, teacher {t_c}); "
+                             "pick a teacher of the student's width")
+
+    def forward(self, g_s, g_t):
+        return [(s - t).pow(2).mean() for s, t in zip(fsp_matrices(g_s), fsp_matrices(g_t))]
+
+
+class FSPDistiller(KDDistiller):
+    """Init stage: FSP(student feats[:-1], teacher feats[:-1]) trains `student.get_feat_modules()`."""
+    name = "fsp"
+    default_weights = {"gamma": 1.0, "alpha": 0.0, "beta": 50.0}
+    has_method_loss = False
+
+    def __init__(self, student, teacher, opt):
+        super().__init__(student, teacher, opt)
+        self.criterion_kd = FSP(model_feature_shapes(student)[:-1], model_feature_shapes(teacher)[:-1])
+
+    def pretrain(self, loader, opt, device, log=print):
+        """`opt.init_epochs` epochs training the student's feature layers on the FSP loss."""
+        def step_loss(images):
+            feats_s, _ = self.student(images, is_feat=True)
+            feats_t, _ = self.teacher_forward(images, is_feat=True)
+            return sum(self.criterion_kd(feats_s[:-1], feats_t[:-1]))
+
+        self.run_init_stage([self.student.get_feat_modules()], step_loss, loader, opt, device, log)
