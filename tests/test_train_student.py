@@ -1,0 +1,106 @@
+"""train_student.py end to end: every method for one epoch on a generated data set (CPU)."""
+import json
+import os
+import shutil
+
+import pytest
+import torch
+
+import train_student
+import train_teacher
+from distiller_zoo import METHODS
+
+
+@pytest.fixture(scope="module")
+def teacher_ckpt(tiny_cifar, tmp_path_factory):
+    """A resnet8 teacher trained for one epoch by train_teacher.py."""
+    save = tmp_path_factory.mktemp("teacher")
+    train_teacher.main(["--model", "resnet8", "--epochs", "1", "--batch_size", "100", "--data_folder",
+                        str(tiny_cifar), "--save_dir", str(save), "--device", "cpu", "--no_progress",
+                        "--no_tensorboard"])
+    return save / "models" / "resnet8_cifar100_lr_0.05_decay_0.0005_trial_0" / "resnet8_last.pth"
+
+
+def student_args(teacher, data, save, method, *extra):
+    return ["--path_t", str(teacher), "--model_s", "resnet8", "--distill", method, "--epochs", "1",
+            "--batch_size", "100", "--data_folder", str(data), "--save_dir", str(save), "--device", "cpu",
+            "--no_progress", "--no_tensorboard", "--nce_k", "16", "--init_epochs", "1", "--t-epoch", "1",
+            "--mixup_num", "1", "--head_cache_dir", str(save / "heads"), *extra]
+
+
+def test_all_fifteen_methods_are_registered():
+    assert set(METHODS) == {"kd", "hint", "attention", "similarity", "correlation", "vid", "rkd", "pkt",
+                            "abound", "factor", "fsp", "nst", "kdsvd", "crd", "packd"}
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_method_runs_one_epoch(method, teacher_ckpt, tiny_cifar, tmp_path, capsys):
+    train_student.main(student_args(teacher_ckpt, tiny_cifar, tmp_path, method))
+    out = capsys.readouterr().out
+    runs = os.listdir(tmp_path / "student_model")
+    assert len(runs) == 1
+    run = tmp_path / "student_model" / runs[0]
+    w = METHODS[method].default_weights
+    assert runs[0] == (f"S:resnet8_T:resnet8_cifar100_{method}_r:{float(w['gamma'])}_a:{float(w['alpha'])}"
+                       f"_b:{float(w['beta'])}_1")
+    assert "teacher resnet8" in out and "test top-1" in out
+    rows = [json.loads(line) for line in open(run / "metrics.jsonl")]
+    assert rows and all(torch.isfinite(torch.tensor(r["train_loss"])) for r in rows)
+    info = json.load(open(run / "run.json"))
+    assert info["distill"] == method and info["model_t"] == "resnet8" and "teacher_acc" in info
+    ckpt = torch.load(run / "resnet8_last.pth", map_location="cpu", weights_only=True)
+    from models import model_dict
+    model_dict["resnet8"](num_classes=100).load_state_dict(ckpt["model"])
+    assert os.path.isfile(run / "summary.json")
+
+
+def test_default_and_explicit_weights(teacher_ckpt):
+    base = ["--path_t", str(teacher_ckpt), "--model_s", "resnet8"]
+    from distiller_zoo._base import resolve_weights
+    expected = {"kd": (0.1, 0.9, 0), "hint": (1, 0, 100), "attention": (1, 0, 1000), "similarity": (1, 0, 3000),
+                "correlation": (1, 0, 0.02), "vid": (1, 0, 1), "rkd": (1, 0, 1), "pkt": (1, 0, 30000),
+                "abound": (1, 0, 1), "factor": (1, 0, 200), "fsp": (1, 0, 50), "nst": (1, 0, 50),
+                "crd": (1, 0, 0.8), "kdsvd": (1, 0, 1), "packd": (1, 1, 0.8)}
+    for method, (g, a, b) in expected.items():
+        opt = train_student.parse_args(base + ["--distill", method])
+        w = resolve_weights(METHODS[method], opt)
+        assert (w["gamma"], w["alpha"], w["beta"]) == (g, a, b), method
+    opt = train_student.parse_args(base + ["--distill", "crd", "-r", "0.5", "-a", "0.2", "-b", "2"])
+    assert resolve_weights(METHODS["crd"], opt) == {"gamma": 0.5, "alpha": 0.2, "beta": 2.0}
+    assert train_student.parse_args(base + ["--distill", "PACKDCONLoss"]).distill == "packd"
+
+
+@pytest.mark.parametrize("layout", ["repdistiller", "packd_save_t", "no_name_in_checkpoint"])
+def test_teacher_path_layouts(layout, teacher_ckpt, tmp_path):
+    from helper.teacher import load_teacher
+    ckpt = torch.load(teacher_ckpt, map_location="cpu", weights_only=True)
+    if layout == "repdistiller":
+        path = tmp_path / "models" / "resnet8_vanilla" / "ckpt_epoch_240.pth"
+        saved = {"model": ckpt["model"]}
+    elif layout == "packd_save_t":
+        path = tmp_path / "resnet8_cifar100_lr_0.05_decay_0.0005_trial_0" / "ckpt_epoch_240.pth"
+        saved = {"model": ckpt["model"], "epoch": 240}
+    else:
+        path = tmp_path / "some_folder" / "teacher.pth"
+        saved = {"model": ckpt["model"]}
+    path.parent.mkdir(parents=True)
+    torch.save(saved, path)
+    if layout == "no_name_in_checkpoint":
+        from helper.errors import UsageError
+        with pytest.raises(UsageError, match="--model_t"):
+            load_teacher(str(path))
+        model, name = load_teacher(str(path), model_t="resnet8")
+    else:
+        model, name = load_teacher(str(path))
+    assert name == "resnet8" and not model.training
+    x = torch.randn(2, 3, 32, 32)
+    ref, _ = load_teacher(str(teacher_ckpt))
+    assert torch.equal(model(x), ref(x))
+
+
+def test_wrn_and_mobilenet_folder_names():
+    from helper.teacher import name_from_folder
+    assert name_from_folder("save/models/wrn_40_2_vanilla/ckpt_epoch_240.pth") == "wrn_40_2"
+    assert name_from_folder("save_t/ResNet50_cifar100_lr_0.05_decay_0.0005_trial_0/x.pth") == "ResNet50"
+    assert name_from_folder("save/models/mobile_half_vanilla/ckpt_epoch_240.pth") == "MobileNetV2"
+    assert name_from_folder("save/models/resnet32x4_vanilla/ckpt_epoch_240.pth") == "resnet32x4"
