@@ -3,7 +3,10 @@
 A step: distiller(batch) -> (logits, weighted loss terms) -> sum -> backward -> step.
 Metrics stay on the device and are read back once per print interval, so a step never
 waits for the host. A non-finite loss is remembered on the device (first bad step and
-its terms) and reported at the next read-back.
+its terms). On the CPU that flag is read after every step (a read costs nothing there);
+on CUDA it is copied to pinned host memory without waiting and looked at once the copy
+has landed, so a bad step stops the run one or two steps later, never by a host sync.
+Every print interval (and the last step) also reads it synchronously.
 """
 import contextlib
 
@@ -14,10 +17,13 @@ from helper.util import topk_correct
 
 
 class NonFiniteLoss(RuntimeError):
-    def __init__(self, epoch, step, terms):
-        self.epoch, self.step, self.terms = epoch, step, terms
+    """A step's loss was NaN or infinite. `step` counts from 1, as in the message."""
+
+    def __init__(self, epoch, step, terms, total=None):
+        self.epoch, self.step, self.terms, self.total = epoch, step, terms, total
         shown = ", ".join(f"{k}={v:.4g}" for k, v in terms.items())
-        super().__init__(f"non-finite loss at epoch {epoch}, step {step}: {shown}")
+        of = f"/{total}" if total else ""
+        super().__init__(f"non-finite loss at epoch {epoch}, step {step}{of} (loss terms: {shown})")
 
 
 class EpochStats:
@@ -29,7 +35,12 @@ class EpochStats:
         self.terms = {}
         self.bad_step = torch.full((), -1, device=device, dtype=torch.int64)
         self.bad_terms = None
+        self._names = []
         self.steps = 0
+        self._host_flag = self._flag_event = None
+        if torch.device(device).type == "cuda":
+            self._host_flag = torch.full((), -1, dtype=torch.int64, pin_memory=True)
+            self._flag_event = torch.cuda.Event()
 
     def add(self, step, loss, terms, logits, labels):
         n = labels.shape[0]
@@ -49,12 +60,22 @@ class EpochStats:
         self.bad_terms = torch.where(first_bad, values, self.bad_terms)
         self._names = list(terms)
         self.steps += 1
+        if self._host_flag is not None:
+            self._host_flag.copy_(self.bad_step, non_blocking=True)
+            self._flag_event.record()
 
-    def check_finite(self, epoch):
+    def poll_finite(self, epoch, total=None):
+        """Without waiting for the device: raise NonFiniteLoss if a bad step is already known."""
+        if self.bad_step.device.type == "cpu":
+            return self.check_finite(epoch, total)
+        if self._host_flag is not None and self._flag_event.query() and int(self._host_flag) >= 0:
+            self.check_finite(epoch, total)
+
+    def check_finite(self, epoch, total=None):
         """Host sync: raise NonFiniteLoss if any step so far had a non-finite loss."""
         step = int(self.bad_step)
         if step >= 0:
-            raise NonFiniteLoss(epoch, step, dict(zip(self._names, self.bad_terms.tolist())))
+            raise NonFiniteLoss(epoch, step + 1, dict(zip(self._names, self.bad_terms.tolist())), total)
 
     def summary(self):
         count = max(float(self.count), 1.0)
@@ -102,11 +123,13 @@ def train_epoch(distiller, loader, optimizer, epoch, device, *, amp=False, forwa
         stats.add(step, loss.float(), terms, logits.float(), batch.labels)
         last = step + 1 == total
         if (step + 1) % print_freq == 0 or last:
-            stats.check_finite(epoch)
+            stats.check_finite(epoch, total)
             if progress is not None:
                 progress.update_to(step + 1, stats)
+        else:
+            stats.poll_finite(epoch, total)
         if should_stop() and not last:
-            stats.check_finite(epoch)
+            stats.check_finite(epoch, total)
             return stats, step + 1, True
     return stats, total, False
 

@@ -59,25 +59,50 @@ def add_training_arguments(p):
     return p
 
 
+def _finite(value):
+    return value == value and value not in (float("inf"), float("-inf"))
+
+
+def parse_milestones(text):
+    """'150,180,210' -> [150, 180, 210]; UsageError unless positive, increasing integers."""
+    parts = [v.strip() for v in str(text).split(",") if v.strip() != ""]
+    try:
+        milestones = [int(v) for v in parts]
+    except ValueError:
+        raise UsageError(f"--lr_decay_epochs must be comma-separated epoch numbers like 150,180,210, "
+                         f"got '{text}'") from None
+    if any(m <= 0 for m in milestones):
+        raise UsageError(f"--lr_decay_epochs must be positive epoch numbers, got '{text}'")
+    if any(b <= a for a, b in zip(milestones, milestones[1:])):
+        raise UsageError(f"--lr_decay_epochs must be increasing, got '{text}'")
+    return milestones
+
+
 def finalize_training_arguments(opt, model_for_lr):
     """Validate and derive; raises UsageError before anything is written."""
-    try:
-        milestones = [int(v) for v in str(opt.lr_decay_epochs).split(",") if v.strip() != ""]
-    except ValueError:
-        raise UsageError(f"--lr_decay_epochs must be comma-separated integers, got '{opt.lr_decay_epochs}'") from None
-    if any(b <= a for a, b in zip(milestones, milestones[1:])):
-        raise UsageError(f"--lr_decay_epochs must be increasing, got '{opt.lr_decay_epochs}'")
-    opt.lr_decay_epochs = milestones
+    opt.lr_decay_epochs = parse_milestones(opt.lr_decay_epochs)
     if opt.batch_size <= 0:
         raise UsageError(f"--batch_size must be positive, got {opt.batch_size}")
     if opt.epochs <= 0:
         raise UsageError(f"--epochs must be positive, got {opt.epochs}")
     if opt.print_freq <= 0:
         raise UsageError(f"--print_freq must be positive, got {opt.print_freq}")
+    if opt.save_freq < 0:
+        raise UsageError(f"--save_freq must be 0 (off) or positive, got {opt.save_freq}")
+    if opt.num_workers < 0:
+        raise UsageError(f"--num_workers must be 0 or more, got {opt.num_workers}")
     if opt.learning_rate is None:
         opt.learning_rate = 0.01 if model_for_lr in SMALL_LR_MODELS else 0.05
-    if opt.learning_rate <= 0:
-        raise UsageError(f"--learning_rate must be positive, got {opt.learning_rate}")
+    if not (_finite(opt.learning_rate) and opt.learning_rate > 0):
+        raise UsageError(f"--learning_rate must be a positive number, got {opt.learning_rate}")
+    if not (_finite(opt.lr_decay_rate) and opt.lr_decay_rate > 0):
+        raise UsageError(f"--lr_decay_rate must be a positive number, got {opt.lr_decay_rate}")
+    if not (_finite(opt.weight_decay) and opt.weight_decay >= 0):
+        raise UsageError(f"--weight_decay must be 0 or more, got {opt.weight_decay}")
+    if not (_finite(opt.momentum) and 0 <= opt.momentum < 1):
+        raise UsageError(f"--momentum must lie in [0, 1), got {opt.momentum}")
+    if opt.resume is not None and not opt.resume.strip():
+        raise UsageError("--resume needs a checkpoint path or 'auto'")
     if opt.seed is None:
         t = str(opt.trial)
         opt.seed = int(t) if t.isdigit() else zlib.crc32(t.encode()) % 2 ** 31

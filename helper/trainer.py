@@ -4,46 +4,86 @@ Used by both train_teacher.py and train_student.py. The resumable state is the w
 distiller (student and the method's modules, memory banks and constants; the frozen
 teacher excepted), the optimizer, epoch and step, best accuracy, the loaders'
 generators, the global RNGs and the stage (pre-training or main loop).
+
+Every epoch ends with an atomic `latest.pth`; `--resume auto` continues from it. A run
+killed in the middle of an epoch redoes that epoch from its start with the saved
+generators, so with `--deterministic` it ends bit for bit where an uninterrupted run
+ends. SIGINT/SIGTERM finish the current step and save a mid-epoch `latest.pth`.
+
+Test hooks (environment variables, read once when the Trainer is built; E = epoch,
+S = step within the epoch, both counted from 1 as in the log messages):
+  KD_TEST_KILL_AT=E:S          SIGKILL this process as step S of epoch E starts
+  KD_TEST_SIGNAL_AT=E:S[:SIG]  send SIGTERM (or SIGINT) to this process during step S
+  KD_TEST_NAN_AT=E:S           make every loss term of step S of epoch E NaN
+They let tests interrupt or break a run at an exact point without timing races.
 """
 import json
 import os
 import signal
 import sys
+import threading
 import time
 
 import torch
 
-from helper.checkpoint import atomic_save, atomic_write_json, load_checkpoint, plain
+from helper.checkpoint import (atomic_save, atomic_write_json, atomic_write_text, capture_rng, load_checkpoint, plain,
+                               remove_stale_temp_files, restore_rng)
 from helper.errors import UsageError
 from helper.loops import EpochStats, NonFiniteLoss, evaluate, train_epoch
-from helper.util import learning_rate_at, rng_state, set_lr, set_rng_state
+from helper.util import learning_rate_at, set_lr
 
 LATEST = "latest.pth"
+SUMMARY = "summary.json"
+METRICS = "metrics.jsonl"
+# What a checkpoint must hold to be resumed from (a teacher release holds only "model").
+RESUME_KEYS = ("model", "optimizer", "distiller", "epoch", "step", "stage", "loader", "rng", "run")
+HOOK_KILL, HOOK_SIGNAL, HOOK_NAN = "KD_TEST_KILL_AT", "KD_TEST_SIGNAL_AT", "KD_TEST_NAN_AT"
+
+
+class Interrupted(Exception):
+    """A signal during a stage that cannot be saved half-way (pre-training)."""
+
+    def __init__(self, signum):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
 
 
 class StopRequest:
-    """SIGINT/SIGTERM: finish the current step, write 'latest', exit non-zero."""
+    """SIGINT/SIGTERM: finish the current step, write 'latest', exit non-zero.
 
-    def __init__(self):
+    A second signal gives up at once (KeyboardInterrupt). Handlers are only installed
+    in the main thread (Python allows nothing else).
+    """
+
+    def __init__(self, immediate=False):
         self.signal = None
+        self.immediate = immediate  # raise Interrupted at once instead of waiting for the step's end
         self._old = {}
 
     def __enter__(self):
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            self._old[sig] = signal.signal(sig, self._handle)
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handle)
         return self
 
     def _handle(self, signum, frame):
         if self.signal is not None:  # second signal: give up at once
             raise KeyboardInterrupt
         self.signal = signum
+        if self.immediate:
+            raise Interrupted(signum)
 
     def __exit__(self, *exc):
         for sig, old in self._old.items():
             signal.signal(sig, old)
+        self._old = {}
 
     def __call__(self):
         return self.signal is not None
+
+    @property
+    def name(self):
+        return signal.Signals(self.signal).name if self.signal is not None else None
 
 
 class Progress:
@@ -59,11 +99,25 @@ class Progress:
         if self.bar is not None:
             self.bar.n = n
             count = max(float(stats.count), 1.0)
-            self.bar.set_postfix(loss=f"{float(stats.loss) / count:.3f}", acc=f"{100 * float(stats.correct) / count:.1f}")
+            self.bar.set_postfix(loss=f"{float(stats.loss) / count:.3f}",
+                                 acc=f"{100 * float(stats.correct) / count:.1f}")
 
     def close(self):
         if self.bar is not None:
             self.bar.close()
+
+
+def read_resumable(path, what="--resume checkpoint"):
+    """Load a checkpoint written by Trainer; one-line UsageError when it is something else."""
+    ckpt = load_checkpoint(path, what)
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("run"), dict):
+        raise UsageError(f"{what} '{path}' is not a checkpoint written by this project's training scripts; "
+                         f"point --resume at a run folder's latest.pth")
+    missing = [k for k in RESUME_KEYS if k not in ckpt]
+    if missing:
+        raise UsageError(f"{what} '{path}' lacks {', '.join(missing)} and cannot be resumed from; "
+                         f"use the run folder's latest.pth")
+    return ckpt
 
 
 def check_run_folder(run_dir, opt, identity):
@@ -72,15 +126,18 @@ def check_run_folder(run_dir, opt, identity):
     identity: dict of the values that must match for a resume (model names, method).
     Returns the checkpoint path to resume from, or None for a fresh start.
     """
-    summary = os.path.join(run_dir, "summary.json")
+    summary = os.path.join(run_dir, SUMMARY)
     resume = getattr(opt, "resume", None)
+    if resume is not None and not str(resume).strip():
+        raise UsageError("--resume needs a checkpoint path or 'auto'")
     if resume:
         path = os.path.join(run_dir, LATEST) if resume == "auto" else resume
         if resume == "auto" and not os.path.isfile(path):
+            if os.path.isfile(summary) and not getattr(opt, "overwrite", False):
+                raise UsageError(f"'{run_dir}' holds a finished run without {LATEST}; use --overwrite to "
+                                 f"train again or another --trial")
             return None  # nothing to resume: a fresh start
-        ckpt = load_checkpoint(path, "--resume checkpoint")
-        if not isinstance(ckpt, dict) or "run" not in ckpt:
-            raise UsageError(f"--resume '{path}' is not a checkpoint written by this project's training scripts")
+        ckpt = read_resumable(path)
         theirs = ckpt["run"].get("identity", {})
         for k, v in identity.items():
             if theirs.get(k) != v:
@@ -91,6 +148,61 @@ def check_run_folder(run_dir, opt, identity):
         raise UsageError(f"'{run_dir}' already holds a finished run; use --resume auto to reuse it, "
                          f"--overwrite to train again, or another --trial")
     return None
+
+
+class FaultHooks:
+    """Interrupt or break a run at an exact (epoch, step): see the module docstring."""
+
+    def __init__(self, kill_at=None, signal_at=None, signal_number=signal.SIGTERM, nan_at=None):
+        self.kill_at, self.signal_at, self.signal_number, self.nan_at = kill_at, signal_at, signal_number, nan_at
+        self.epoch = self.step = 0
+
+    @staticmethod
+    def _parse(name, text):
+        parts = text.split(":")
+        try:
+            epoch, step = int(parts[0]), int(parts[1])
+        except (IndexError, ValueError):
+            raise UsageError(f"test hook {name}='{text}' must be EPOCH:STEP (numbers from 1)") from None
+        return (epoch, step), parts[2:]
+
+    @classmethod
+    def from_env(cls, environ=os.environ):
+        """-> FaultHooks, or None when no hook variable is set (the normal case)."""
+        if not any(environ.get(k) for k in (HOOK_KILL, HOOK_SIGNAL, HOOK_NAN)):
+            return None
+        hooks = cls()
+        if environ.get(HOOK_KILL):
+            hooks.kill_at, _ = cls._parse(HOOK_KILL, environ[HOOK_KILL])
+        if environ.get(HOOK_SIGNAL):
+            hooks.signal_at, rest = cls._parse(HOOK_SIGNAL, environ[HOOK_SIGNAL])
+            if rest:
+                name = rest[0].upper()
+                hooks.signal_number = getattr(signal, name if name.startswith("SIG") else f"SIG{name}")
+        if environ.get(HOOK_NAN):
+            hooks.nan_at, _ = cls._parse(HOOK_NAN, environ[HOOK_NAN])
+        return hooks
+
+    def install(self, distiller):
+        original = distiller.forward_train
+
+        def forward_train(batch):
+            self.step += 1
+            here = (self.epoch, self.step)
+            if here == self.kill_at:
+                sys.stdout.flush()
+                os.kill(os.getpid(), getattr(signal, "SIGKILL", signal.SIGTERM))
+            if here == self.signal_at:
+                os.kill(os.getpid(), self.signal_number)
+            logits, terms = original(batch)
+            if here == self.nan_at:
+                terms = {k: v * float("nan") for k, v in terms.items()}
+            return logits, terms
+
+        distiller.forward_train = forward_train
+
+    def start_epoch(self, epoch, steps_done):
+        self.epoch, self.step = epoch, steps_done
 
 
 class Trainer:
@@ -113,6 +225,9 @@ class Trainer:
         self.stats_state = None
         self.epoch_start_loader = train_loader.state_dict()
         self.writer = None
+        self.hooks = FaultHooks.from_env()
+        if self.hooks is not None:
+            self.hooks.install(distiller)
 
     # -- state ---------------------------------------------------------------------
     def state(self, accuracy=None):
@@ -131,28 +246,46 @@ class Trainer:
             "step": self.step,
             "loader": self.epoch_start_loader,
             "epoch_stats": self.stats_state,
-            "rng": rng_state(),
+            "rng": capture_rng(),
             "args": plain(vars(self.opt)),
             "run": {"identity": plain(self.identity), "total_epochs": self.total_epochs},
         }
 
     def load(self, path):
-        ckpt = load_checkpoint(path, "--resume checkpoint")
-        self.distiller.student.load_state_dict(ckpt["model"])
-        missing, unexpected = self.distiller.load_state_dict(
-            {**{f"student.{k}": v for k, v in ckpt["model"].items()}, **ckpt["distiller"]}, strict=False)
+        """Restore everything `state` saved; UsageError (nothing changed on disk) when it does not fit."""
+        ckpt = read_resumable(path)
+        student_keys = set(self.distiller.student.state_dict())
+        if set(ckpt["model"]) != student_keys:
+            raise UsageError(f"--resume '{path}' holds another student architecture than {self.model_name}; "
+                             f"point --resume at a run of the same model")
+        try:
+            missing, unexpected = self.distiller.load_state_dict(
+                {**{f"student.{k}": v for k, v in ckpt["model"].items()}, **ckpt["distiller"]}, strict=False)
+        except RuntimeError as e:  # same names, other shapes (e.g. another --feat_dim or data set size)
+            first = " ".join(str(e).split())[:200]
+            raise UsageError(f"--resume '{path}' does not fit this run's settings ({first}); resume with "
+                             f"the flags the run was started with") from None
         unexpected = [k for k in unexpected if not k.startswith("teacher.")]
         missing = [k for k in missing if not k.startswith("teacher.")]
         if missing or unexpected:
-            raise UsageError(f"--resume '{path}' does not fit this method (missing {missing[:3]}, unexpected {unexpected[:3]})")
-        self.optimizer.load_state_dict(ckpt["optimizer"])
+            raise UsageError(f"--resume '{path}' does not fit this method (missing {missing[:3]}, "
+                             f"unexpected {unexpected[:3]}); resume with the flags the run was started with")
+        try:
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+        except ValueError as e:
+            raise UsageError(f"--resume '{path}': its optimizer state does not fit ({e}); resume with the "
+                             f"flags the run was started with") from None
         self.epoch, self.step, self.stage = ckpt["epoch"], ckpt["step"], ckpt["stage"]
         self.best_acc, self.best_epoch = ckpt["best_acc"], ckpt.get("best_epoch", 0)
         self.last_acc = ckpt["accuracy"]
+        try:
+            self.train_loader.load_state_dict(ckpt["loader"])
+        except (RuntimeError, KeyError, TypeError) as e:
+            raise UsageError(f"--resume '{path}': the data loader state does not fit ({type(e).__name__}); "
+                             f"resume on the same kind of device (cpu/cuda) and with the same --loader") from None
         self.epoch_start_loader = ckpt["loader"]
-        self.train_loader.load_state_dict(ckpt["loader"])
         self.stats_state = ckpt["epoch_stats"]
-        set_rng_state(ckpt["rng"])
+        restore_rng(ckpt["rng"])
         where = f"epoch {self.epoch + 1}, step {self.step}" if self.step else f"the end of epoch {self.epoch}"
         self.log(f"resumed from '{path}' at {where} (stage {self.stage})")
 
@@ -170,8 +303,25 @@ class Trainer:
             except ImportError:
                 self.log("note: tensorboard is not installed; TensorBoard logs are off (pip install tensorboard)")
 
+    def _trim_metrics(self):
+        """Drop metric rows of epochs after the resumed one (written before a crash, redone now)."""
+        path = os.path.join(self.run_dir, METRICS)
+        if not os.path.isfile(path):
+            return
+        with open(path) as fh:
+            lines = [line for line in fh if line.strip()]
+        keep = []
+        for line in lines:
+            try:
+                if json.loads(line).get("epoch", 0) <= self.epoch:
+                    keep.append(line)
+            except ValueError:
+                pass  # a line cut off by a crash
+        if len(keep) != len(lines):
+            atomic_write_text("".join(keep), path)
+
     def _record(self, row):
-        with open(os.path.join(self.run_dir, "metrics.jsonl"), "a") as fh:
+        with open(os.path.join(self.run_dir, METRICS), "a") as fh:
             fh.write(json.dumps(row) + "\n")
         if self.writer is not None:
             for k, v in row.items():
@@ -182,33 +332,68 @@ class Trainer:
     # -- the run -----------------------------------------------------------------------
     def fit(self, resume_path=None):
         fresh = resume_path is None
+        if not fresh:
+            self.load(resume_path)  # before anything is written: a checkpoint that does not fit changes nothing
+        os.makedirs(self.run_dir, exist_ok=True)
+        remove_stale_temp_files(self.run_dir)
         if fresh:
             # a fresh start in a folder holding an unfinished (or overwritten) run
-            for stale in ("metrics.jsonl", "summary.json"):
+            if os.path.isfile(os.path.join(self.run_dir, LATEST)):
+                self.log(f"note: starting afresh in '{self.run_dir}'; its {LATEST} will be replaced "
+                         f"(add --resume auto to continue it instead)")
+            for stale in (METRICS, SUMMARY):
                 p = os.path.join(self.run_dir, stale)
                 if os.path.exists(p):
                     os.unlink(p)
+        else:
+            self._trim_metrics()
         self._open_logs()
-        if not fresh:
-            self.load(resume_path)
         if self.epoch >= self.total_epochs and self.stage == "main":
             return self._finish()
+        if self.stage == "pretrain":
+            self._pretrain()
         with StopRequest() as stop:
-            if self.stage == "pretrain":
-                self.distiller.pretrain(self.train_loader, self.opt, self.device, self.log)
-                self.stage = "main"
-                self.epoch_start_loader = self.train_loader.state_dict()
-                self.save(LATEST)
             while self.epoch < self.total_epochs:
                 epoch = self.epoch + 1
-                if not self._run_epoch(epoch, stop):
-                    self.save(LATEST)
-                    self.log(f"stopped by signal at epoch {epoch}, step {self.step}; state saved to "
-                             f"'{os.path.join(self.run_dir, LATEST)}'. Resume with the same command plus --resume auto")
-                    raise SystemExit(130)
+                finished = self._run_epoch(epoch, stop)
+                if stop() and not (finished and self.epoch >= self.total_epochs):
+                    self._stopped(stop, epoch, finished)
         return self._finish()
 
+    def _pretrain(self):
+        """The method's pre-training stage, then a 'latest' at stage 'main'.
+
+        The global RNGs and the loader's generator are put back as they were before the
+        stage, so the main loop draws the same numbers whether the stage ran or was
+        loaded from a cache (PACKD's teacher head). A signal during the stage ends the
+        run at once: there is nothing to save yet, the stage restarts on the next run.
+        """
+        rng, loader_state = capture_rng(), self.train_loader.state_dict()
+        try:
+            with StopRequest(immediate=True):
+                self.distiller.pretrain(self.train_loader, self.opt, self.device, self.log)
+        except Interrupted as e:
+            print(f"stopped by {e} during the pre-training stage; nothing to save yet: the same command "
+                  f"(with or without --resume auto) redoes the stage", file=sys.stderr)
+            raise SystemExit(128 + e.signum) from None
+        restore_rng(rng)
+        self.train_loader.load_state_dict(loader_state)
+        self.stage = "main"
+        self.epoch_start_loader = self.train_loader.state_dict()
+        self.save(LATEST)
+
+    def _stopped(self, stop, epoch, finished):
+        if not finished:
+            self.save(LATEST)
+            where = f"epoch {epoch} after step {self.step}/{len(self.train_loader)}"
+        else:
+            where = f"the end of epoch {epoch}"
+        print(f"stopped by {stop.name} at {where}; state saved to '{os.path.join(self.run_dir, LATEST)}'. "
+              f"Resume with the same command plus --resume auto", file=sys.stderr)
+        raise SystemExit(128 + stop.signal)
+
     def _run_epoch(self, epoch, stop):
+        """Train and evaluate one epoch; False when a signal stopped it mid-way (state kept)."""
         opt = self.opt
         forward_only = self.distiller.forward_only_first_epoch and epoch == 1
         lr = learning_rate_at(epoch, opt.learning_rate, opt.lr_decay_epochs, opt.lr_decay_rate)
@@ -216,6 +401,8 @@ class Trainer:
         stats = EpochStats(self.device)
         if self.stats_state is not None and self.step:
             stats.load_state_dict(self.stats_state)
+        if self.hooks is not None:
+            self.hooks.start_epoch(epoch, self.step)
         t0 = time.time()
         desc = f"epoch {epoch}/{self.total_epochs}" + (" (forward only)" if forward_only else "")
         progress = Progress(len(self.train_loader), desc, enabled=not getattr(opt, "no_progress", False))
@@ -241,19 +428,19 @@ class Trainer:
         self.log(f"epoch {epoch}/{self.total_epochs} lr {lr:.4g} | train loss {row['train_loss']:.4f} "
                  f"acc {row['train_acc']:.2f} | test loss {test['test_loss']:.4f} acc {acc:.2f} "
                  f"top5 {test['test_acc_top5']:.2f} | {row['seconds']:.1f}s")
-        if acc > self.best_acc:
+        if acc > self.best_acc or self.best_epoch == 0:
             self.best_acc, self.best_epoch = acc, epoch
             self.save(f"{self.model_name}_best.pth", acc)
         if opt.save_freq > 0 and epoch % opt.save_freq == 0:
             self.save(f"ckpt_epoch_{epoch}.pth", acc)
-        self.save(LATEST, acc)
+        self.save(LATEST, acc)  # last: a crash before this line redoes the epoch
         return True
 
     def _finish(self):
         self.save(f"{self.model_name}_last.pth")
         summary = {"last_acc": self.last_acc, "best_acc": self.best_acc, "best_epoch": self.best_epoch,
                    "epochs": self.total_epochs}
-        atomic_write_json(summary, os.path.join(self.run_dir, "summary.json"))
+        atomic_write_json(summary, os.path.join(self.run_dir, SUMMARY))
         if self.writer is not None:
             self.writer.close()
         self.log(f"finished: last-epoch test top-1 {self.last_acc:.2f} (reported), "
@@ -269,7 +456,13 @@ def make_optimizer(params, opt, device):
 
 
 def run_guarded(main):
-    """Run a script's main: UsageError -> one line on stderr + exit 2; NaN -> exit 3."""
+    """Run a script's main with one-line errors and meaningful exit codes.
+
+    UsageError (bad flag, path, checkpoint, data) -> exit 2; a ValueError raised while
+    setting up (before the first epoch, e.g. a method rejecting its settings) -> exit 2;
+    a non-finite loss -> exit 3; a second Ctrl-C -> exit 130. Set KD_DEBUG=1 to get
+    the traceback of a set-up ValueError.
+    """
     try:
         main()
     except UsageError as e:
@@ -279,3 +472,23 @@ def run_guarded(main):
         print(f"error: {e}; the run stopped and its last good checkpoints are untouched "
               f"(try a lower --learning_rate or loss weights)", file=sys.stderr)
         raise SystemExit(3)
+    except KeyboardInterrupt:
+        print("interrupted; resume from the last epoch's latest.pth with the same command plus --resume auto",
+              file=sys.stderr)
+        raise SystemExit(130)
+    except ValueError as e:
+        if os.environ.get("KD_DEBUG") or _in_training():
+            raise
+        text = " ".join(str(e).split()) or type(e).__name__
+        print(f"error: {text}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def _in_training():
+    """Whether the failing call came from inside Trainer.fit (then a ValueError is a bug: show it)."""
+    tb = sys.exc_info()[2]
+    while tb is not None:
+        if tb.tb_frame.f_code is Trainer.fit.__code__:
+            return True
+        tb = tb.tb_next
+    return False
