@@ -37,7 +37,8 @@
 # Finished runs are skipped: when a command exits 0 its arguments are written to
 # LOG_DIR/<run>.done; a later sweep skips the run when that marker records the same
 # arguments (changing EXTRA_ARGS, e.g. --epochs, runs it again). Failed or interrupted
-# runs have no marker and run again.
+# runs have no marker and run again with --resume auto, so they continue from their
+# last latest.pth (FORCE=1 passes --overwrite instead and trains from scratch).
 #
 # Teacher checkpoint of model T, first that exists:
 #   $SAVE_T/T_vanilla/ckpt_epoch_240.pth                               (released archive)
@@ -96,6 +97,8 @@ sweep_init() {
     PYTHON=${PYTHON:-python}
     DRY_RUN=${DRY_RUN:-0}
     FORCE=${FORCE:-0}
+    # An interrupted run continues from its latest.pth; FORCE=1 trains finished runs again.
+    if [ "$FORCE" = 1 ]; then sweep_resume="--overwrite"; else sweep_resume="--resume auto"; fi
     sweep_gpu_list=$(printf '%s' "$GPUS" | tr ',' ' ')
     [ -n "$(printf '%s' "$sweep_gpu_list" | tr -d ' ')" ] || sweep_error "GPUS must list at least one GPU id, e.g. GPUS=0,1"
     sweep_is_count "$JOBS_PER_GPU" || sweep_error "JOBS_PER_GPU must be a positive integer, got '$JOBS_PER_GPU'"
@@ -330,7 +333,7 @@ while [ "$trial" -lt "$TRIALS" ]; do
             # shellcheck disable=SC2046,SC2086
             sweep_add "${teacher}-${student}_${method}_trial_${trial}" \
                 train_student.py --path_t "$path_t" --model_s "$student" --distill "$method" \
-                $(method_flags "$method") --trial "$trial" --save_dir "$SAVE_DIR" $EXTRA_ARGS
+                $(method_flags "$method") --trial "$trial" --save_dir "$SAVE_DIR" $sweep_resume $EXTRA_ARGS
         done
     done
     trial=$((trial + 1))

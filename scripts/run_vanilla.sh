@@ -69,7 +69,7 @@ while [ "$trial" -lt "$TRIALS" ]; do
     for model in $models; do
         # shellcheck disable=SC2086
         sweep_add "teacher_${model}_trial_${trial}" \
-            train_teacher.py --model "$model" --trial "$trial" --save_dir "$SAVE_DIR" $EXTRA_ARGS
+            train_teacher.py --model "$model" --trial "$trial" --save_dir "$SAVE_DIR" $sweep_resume $EXTRA_ARGS
     done
     trial=$((trial + 1))
 done
