@@ -33,7 +33,7 @@ def prepare_model(model, opt, device):
     if opt.channels_last:
         model = model.to(memory_format=torch.channels_last)
     if opt.compile:
-        model.compile()
+        model.compile(mode=opt.compile_mode)
     return model
 
 

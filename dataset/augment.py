@@ -11,14 +11,25 @@ CIFAR100_STD = (0.2675, 0.2565, 0.2761)
 PAD = 4
 
 
+_AFFINE = {}
+
+
+def _affine(device):
+    """Per-channel (scale, shift) with normalise(x) = x * scale + shift for uint8 x, cached per device."""
+    if device not in _AFFINE:
+        mean = torch.tensor(CIFAR100_MEAN, device=device).view(1, 3, 1, 1)
+        std = torch.tensor(CIFAR100_STD, device=device).view(1, 3, 1, 1)
+        _AFFINE[device] = (1.0 / (255.0 * std), -mean / std)
+    return _AFFINE[device]
+
+
 def normalize(images):
-    """uint8 or [0, 1] float images (N, 3, H, W) -> normalised float32."""
+    """uint8 or [0, 1] float images (N, 3, H, W) -> normalised float32, in one fused op."""
+    scale, shift = _affine(images.device)
     x = images.float()
-    if images.dtype == torch.uint8:
-        x = x / 255.0
-    mean = torch.tensor(CIFAR100_MEAN, device=x.device).view(1, 3, 1, 1)
-    std = torch.tensor(CIFAR100_STD, device=x.device).view(1, 3, 1, 1)
-    return (x - mean) / std
+    if images.dtype != torch.uint8:
+        scale = scale * 255.0
+    return torch.addcmul(shift, x, scale)
 
 
 def crop_flip_params(n, generator, device, pad=PAD):

@@ -49,6 +49,9 @@ def add_training_arguments(p):
     g.add_argument("--amp", action="store_true", help="bf16 autocast (changes numerics)")
     g.add_argument("--channels_last", action="store_true", help="channels_last memory format")
     g.add_argument("--compile", action="store_true", help="torch.compile the student")
+    g.add_argument("--compile_mode", type=str, default="default",
+                   choices=["default", "reduce-overhead", "max-autotune"],
+                   help="torch.compile mode; reduce-overhead uses CUDA graphs (GPU)")
     g.add_argument("--deterministic", action="store_true", help="deterministic algorithms (bit-exact resume)")
     g.add_argument("--resume", type=str, default=None, help="checkpoint path, or 'auto' = latest of this run")
     g.add_argument("--overwrite", action="store_true", help="train again in a folder that holds a finished run")

@@ -1,0 +1,191 @@
+#!/bin/sh
+# The GPU rows of BENCHMARK.md, on a machine with one GPU (sized for an H100: an estimated
+# 5 to 6 minutes, never more than DEADLINE seconds of rows).
+#
+# Usage:  sh scripts/gpu_benchmark.sh OUT.jsonl
+#
+# Writes one JSON line per row to OUT.jsonl (the last stdout line of
+# scripts/benchmark.py --json; a failed or skipped row writes {"label": ..., "failed": true})
+# and prints a summary table at the end. OUT.jsonl is overwritten.
+#
+# Rows (each fp32, then with --amp --channels_last):
+#   kd    resnet56   -> resnet20    (first row also times the data path and the levers)
+#   kd    resnet32x4 -> resnet8x4   (levers)
+#   crd   resnet56   -> resnet20, resnet32x4 -> resnet8x4   (16384 negatives)
+#   packd resnet32x4 -> resnet8x4   (4 views: --mixup_num 3, 16384 negatives)
+#   kd    resnet56   -> resnet20 with --compile (amp + channels_last), if time is left
+#   1, 2 and 4 concurrent kd resnet56 -> resnet20 jobs (aggregate images/s; the jobs
+#   meet at a barrier after warm-up so their timed windows overlap)
+#
+# Targets (240 epochs, test evaluation included): kd r56->r20 <= 3 min, kd r32x4->r8x4
+# <= 5 min, crd <= 1.3 x kd, packd r32x4->r8x4 <= 12 min.
+#
+# Environment: PYTHON (default python), STEPS (timed steps per row, default 200),
+# WARMUP (default 30), DEADLINE (seconds for all rows, default 420; a row gets at most
+# the time left, rows after the deadline are skipped), COMPILE (0: no --compile row),
+# DEVICE (default cuda) and BENCH_ARGS (appended to every run, split on spaces) for a
+# smoke test elsewhere, e.g.
+#   DEVICE=cpu COMPILE=0 STEPS=2 WARMUP=1 BENCH_ARGS="--n_data 512 --n_test 64
+#   --batch_size 16 --nce_k 32 --threads 1 --data_workers 0" sh scripts/gpu_benchmark.sh /tmp/x.jsonl
+set -u
+set -f
+
+OUT=${1:-}
+if [ -z "$OUT" ]; then
+    echo "usage: sh scripts/gpu_benchmark.sh OUT.jsonl" >&2
+    exit 2
+fi
+case $OUT in /*) ;; *) OUT="$(pwd)/$OUT" ;; esac
+cd "$(dirname "$0")/.." || exit 2
+PYTHON=${PYTHON:-python}
+STEPS=${STEPS:-200}
+WARMUP=${WARMUP:-30}
+DEADLINE=${DEADLINE:-420}
+COMPILE=${COMPILE:-1}
+DEVICE=${DEVICE:-cuda}
+BENCH_ARGS=${BENCH_ARGS:-}
+
+: >"$OUT" || { echo "error: cannot write '$OUT'" >&2; exit 2; }
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/gpu_bench.XXXXXX") || exit 2
+trap 'rm -rf "$tmp"' EXIT
+start=$(date +%s)
+failed=0
+skipped=0
+
+if [ "$DEVICE" != cpu ]; then
+    command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+    $PYTHON -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name(0))" ||
+        { echo "error: no CUDA device visible to torch" >&2; exit 2; }
+fi
+
+# Seconds left before DEADLINE.
+time_left() {
+    echo $((DEADLINE - ($(date +%s) - start)))
+}
+
+record_failure() {  # LABEL REASON
+    printf '{"label": "%s", "failed": true, "reason": "%s"}\n' "$1" "$2" >>"$OUT"
+    failed=$((failed + 1))
+}
+
+record_skip() {  # LABEL
+    printf '{"label": "%s", "failed": true, "reason": "skipped: DEADLINE reached"}\n' "$1" >>"$OUT"
+    skipped=$((skipped + 1))
+}
+
+# row LABEL LIMIT_S BENCHMARK_ARGS...: one benchmark run, its JSON line appended to OUT.
+row() {
+    label=$1
+    limit=$2
+    shift 2
+    left=$(time_left)
+    if [ "$left" -lt 20 ]; then
+        echo "== $label: skipped (DEADLINE reached)"
+        record_skip "$label"
+        return 0
+    fi
+    [ "$limit" -gt "$left" ] && limit=$left
+    echo "== $label (limit ${limit}s)"
+    # shellcheck disable=SC2086
+    if timeout "$limit" $PYTHON scripts/benchmark.py --device "$DEVICE" --json --label "$label" \
+        --steps "$STEPS" --warmup "$WARMUP" "$@" $BENCH_ARGS >"$tmp/$label.out" 2>"$tmp/$label.err"; then
+        grep -E '^(training step|epoch|projected|data path|host syncs|negative|memory-bank|sinkhorn|levers|peak)' \
+            "$tmp/$label.out" | sed 's/^/   /'
+        tail -n 1 "$tmp/$label.out" >>"$OUT"
+    else
+        rc=$?
+        echo "   FAILED (exit $rc$([ "$rc" -eq 124 ] && echo ': timeout')); last lines of stderr:"
+        tail -n 5 "$tmp/$label.err" | sed 's/^/   /'
+        record_failure "$label" "exit $rc"
+    fi
+}
+
+# concurrent N: N kd resnet56 -> resnet20 jobs at once on the same GPU.
+concurrent() {
+    n=$1
+    left=$(time_left)
+    if [ "$left" -lt 30 ]; then
+        echo "== concurrent x$n: skipped (DEADLINE reached)"
+        record_skip "kd_r56_r20_concurrent_${n}"
+        return 0
+    fi
+    limit=90
+    [ "$limit" -gt "$left" ] && limit=$left
+    echo "== $n concurrent kd resnet56 -> resnet20 jobs (limit ${limit}s)"
+    barrier="$tmp/barrier_$n"
+    i=1
+    pids=
+    while [ "$i" -le "$n" ]; do
+        # shellcheck disable=SC2086
+        timeout "$limit" $PYTHON scripts/benchmark.py --device "$DEVICE" --json --distill kd --model_t resnet56 \
+            --model_s resnet20 --steps $((STEPS * 2)) --warmup "$WARMUP" --skip_data_path --eval_steps 0 \
+            --barrier "$barrier" --barrier_count "$n" --label "kd_r56_r20_concurrent_${n}_job_$i" $BENCH_ARGS \
+            >"$tmp/conc_${n}_$i.out" 2>"$tmp/conc_${n}_$i.err" &
+        pids="$pids $!"
+        i=$((i + 1))
+    done
+    i=1
+    for pid in $pids; do
+        if wait "$pid"; then
+            tail -n 1 "$tmp/conc_${n}_$i.out" >>"$OUT"
+        else
+            echo "   job $i FAILED; last lines of stderr:"
+            tail -n 5 "$tmp/conc_${n}_$i.err" | sed 's/^/   /'
+            record_failure "kd_r56_r20_concurrent_${n}_job_$i" "failed"
+        fi
+        i=$((i + 1))
+    done
+}
+
+row kd_r56_r20 60 --distill kd --model_t resnet56 --model_s resnet20 --data_workers 0,2,4,8 --levers
+row kd_r56_r20_amp_cl 45 --distill kd --model_t resnet56 --model_s resnet20 --amp --channels_last --skip_data_path
+row kd_r32x4_r8x4 60 --distill kd --model_t resnet32x4 --model_s resnet8x4 --levers --skip_data_path
+row kd_r32x4_r8x4_amp_cl 45 --distill kd --model_t resnet32x4 --model_s resnet8x4 --amp --channels_last \
+    --skip_data_path
+row crd_r56_r20 45 --distill crd --model_t resnet56 --model_s resnet20 --nce_k 16384
+row crd_r56_r20_amp_cl 45 --distill crd --model_t resnet56 --model_s resnet20 --nce_k 16384 --amp \
+    --channels_last --skip_data_path
+row crd_r32x4_r8x4 45 --distill crd --model_t resnet32x4 --model_s resnet8x4 --nce_k 16384 --skip_data_path
+row crd_r32x4_r8x4_amp_cl 45 --distill crd --model_t resnet32x4 --model_s resnet8x4 --nce_k 16384 --amp \
+    --channels_last --skip_data_path
+row packd_r32x4_r8x4 75 --distill packd --model_t resnet32x4 --model_s resnet8x4 --mixup_num 3 --nce_k 16384 \
+    --pretrain_steps 50 --levers
+row packd_r32x4_r8x4_amp_cl 60 --distill packd --model_t resnet32x4 --model_s resnet8x4 --mixup_num 3 \
+    --nce_k 16384 --amp --channels_last --pretrain_steps 50 --skip_data_path
+concurrent 1
+concurrent 2
+concurrent 4
+if [ "$COMPILE" != 0 ]; then
+    row kd_r56_r20_amp_cl_compile 120 --distill kd --model_t resnet56 --model_s resnet20 --amp --channels_last \
+        --compile --skip_data_path
+    row kd_r56_r20_amp_cl_cudagraphs 120 --distill kd --model_t resnet56 --model_s resnet20 --amp --channels_last \
+        --compile --compile_mode reduce-overhead --skip_data_path
+fi
+
+echo "rows took $(($(date +%s) - start))s; JSON lines in $OUT"
+$PYTHON - "$OUT" <<'EOF'
+import json, sys
+rows = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
+print(f"{'row':34} {'ms/step':>8} {'img/s':>8} {'240-ep run':>11} {'+pretrain':>10} {'peak MiB':>9}")
+groups = {}
+for r in rows:
+    if r.get("failed"):
+        print(f"{r['label']:34} {'failed: ' + r.get('reason', ''):>40}")
+        continue
+    label = r.get("label") or r["method"]
+    if "_concurrent_" in label:
+        groups.setdefault(label.split("_job_")[0], []).append(r)
+        continue
+    print(f"{label:34} {r['ms_per_step']:8.2f} {r['images_per_s']:8.0f} {r['projected_run_s'] / 60:9.2f}m "
+          f"{r['projected_run_with_pretrain_s'] / 60:9.2f}m {r['peak_memory_bytes'] / 2 ** 20:9.0f}")
+for name, jobs in groups.items():
+    start = max(j["timed_start_unix"] for j in jobs)
+    end = min(j["timed_end_unix"] for j in jobs)
+    longest = max(j["timed_end_unix"] - j["timed_start_unix"] for j in jobs)
+    overlap = max(end - start, 0) / longest if longest > 0 else 0
+    total = sum(j["images_per_s"] for j in jobs)
+    print(f"{name:34} {len(jobs)} jobs: aggregate {total:,.0f} images/s, "
+          f"{sum(j['ms_per_step'] for j in jobs) / len(jobs):.2f} ms/step each, timed windows overlap {100 * overlap:.0f}%")
+EOF
+[ "$skipped" -eq 0 ] || echo "$skipped row(s) skipped: DEADLINE reached" >&2
+[ "$failed" -eq 0 ] || { echo "$failed row(s) failed" >&2; exit 1; }

@@ -1,0 +1,155 @@
+"""scripts/benchmark.py: a tiny CPU run per memory-bank family (kd, crd, packd) through the
+command line, plus the projection arithmetic and the input checks in-process."""
+import importlib.util
+import json
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SCRIPT = os.path.join(REPO_ROOT, "scripts", "benchmark.py")
+# resnet8 both sides, 256 images, batch 16, 32 negatives: a few seconds per method. One
+# thread: the CPU is shared, and oversubscribed OpenMP threads make timings erratic.
+TINY = ["--model_t", "resnet8", "--model_s", "resnet8", "--n_data", "256", "--n_test", "64",
+        "--batch_size", "16", "--nce_k", "32", "--steps", "2", "--warmup", "1", "--device", "cpu",
+        "--threads", "1", "--data_workers", "0"]
+
+
+def load_benchmark():
+    spec = importlib.util.spec_from_file_location("benchmark_script", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def bench():
+    return load_benchmark()
+
+
+CLI_METHODS = ("kd", "crd", "packd")
+
+
+@pytest.fixture(scope="module")
+def cli_runs():
+    """The three command-line runs, started together (each single-threaded) to save wall time."""
+    procs = {m: subprocess.Popen([sys.executable, SCRIPT, "--distill", m, "--json", *TINY], cwd=REPO_ROOT,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for m in CLI_METHODS}
+    results = {}
+    try:
+        for m, proc in procs.items():
+            out, err = proc.communicate(timeout=120)
+            results[m] = (proc.returncode, out, err)
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.kill()
+    return results
+
+
+def positive(value):
+    return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
+
+
+@pytest.mark.parametrize("method", CLI_METHODS)
+def test_cli_json_last_line(cli_runs, method):
+    returncode, stdout, stderr = cli_runs[method]
+    assert returncode == 0, stderr[-2000:]
+    lines = stdout.strip().splitlines()
+    assert len(lines) > 1, "human-readable lines come before the JSON"
+    report = json.loads(lines[-1])
+    assert report["method"] == method
+    for key in ("ms_per_step", "images_per_s", "epoch_s", "projected_run_s", "projected_run_with_pretrain_s",
+                "peak_memory_bytes"):
+        assert positive(report[key]), (key, report[key])
+    assert report["steps"] == 2 and report["steps_per_epoch"] == math.ceil(256 / 16)
+    assert report["device"] == "cpu" and report["device_name"] and report["torch_version"] == torch.__version__
+    assert {"amp", "channels_last", "compile", "loader"} <= set(report["options"])
+    assert report["options"]["loader"] == "device" and report["options"]["amp"] is False
+    # ms/step and images/s describe the same measurement
+    assert report["images_per_s"] == pytest.approx(16 * 1000.0 / report["ms_per_step"])
+    assert report["epoch_s"] == pytest.approx(report["ms_per_step"] / 1000.0 * 16)
+    assert positive(report["evaluation"]["epoch_s"])
+    data = report["data_path"]
+    for row in ("device_plain", "torch_workers_0"):
+        assert positive(data[row]["images_per_s"]) and positive(data[row]["images_per_cpu_s"])
+    assert positive(data["device_vs_dataloader_per_core"])
+    if method in ("crd", "packd"):
+        assert positive(data["device_method"]["images_per_s"])
+        assert positive(report["negative_sampling"]["ms_per_batch"])
+        assert positive(report["criterion"]["ms_per_batch"])
+    else:
+        assert "negative_sampling" not in report
+    if method == "packd":
+        assert report["views"] == 4
+        assert positive(report["forward_only_ms_per_step"])
+        assert positive(report["projection"]["forward_only_epoch_s"])
+        assert report["pretrain"]["epochs"] == 60 and report["pretrain"]["skipped"] is True
+        assert positive(report["pretrain"]["epoch_s_estimate"])
+        assert report["projected_run_with_pretrain_s"] > report["projected_run_s"]
+        assert positive(report["sinkhorn"]["ms_per_call"])
+    else:
+        assert report["projection"]["forward_only_epoch_s"] == 0
+    assert any("pre-training stage skipped" in n for n in report["notes"]) == (method == "packd")
+
+
+def test_project_run_arithmetic(bench):
+    p = bench.project_run(0.01, 782, 240, eval_epoch_s=0.5)
+    assert p["train_epoch_s"] == pytest.approx(7.82)
+    assert p["total_s"] == pytest.approx(240 * (7.82 + 0.5))
+    p = bench.project_run(0.01, 782, 240, eval_epoch_s=0.5, forward_only_step_s=0.004, pretrain_epoch_s=2.0,
+                          pretrain_epochs=60)
+    assert p["forward_only_epoch_s"] == pytest.approx(0.004 * 782 + 0.5)
+    assert p["total_without_pretrain_s"] == pytest.approx(240 * 8.32 + 3.628)
+    assert p["total_s"] == pytest.approx(p["total_without_pretrain_s"] + 120.0)
+
+
+def test_first_steps_cuts_an_epoch(bench):
+    from dataset import DeviceLoader
+    images = torch.zeros(50, 3, 32, 32, dtype=torch.uint8)
+    loader = DeviceLoader(images, torch.arange(50) % 10, 8)
+    cut = bench.FirstSteps(loader, 3)
+    assert len(cut) == 3 and len(list(cut)) == 3 and len(list(cut.iterate(1))) == 2
+    assert len(bench.FirstSteps(loader, 100)) == len(loader) == 7
+
+
+def test_synthetic_data_has_cifar_shape(bench):
+    data = bench.synthetic_cifar100(300, 100)
+    x, y = data["train"]
+    assert x.shape == (300, 3, 32, 32) and x.dtype == torch.uint8
+    assert y.dtype == torch.int64 and torch.bincount(y).tolist() == [3] * 100
+    assert data["test"][0].shape == (100, 3, 32, 32)
+
+
+def test_options_are_train_students(bench):
+    args, opt = bench.parse_args(["--distill", "crd", "-b", "0.5", "--amp"])
+    assert (opt.model_t, opt.model_s, opt.nce_k, opt.batch_size, opt.n_data) == ("resnet56", "resnet20", 16384,
+                                                                                  64, 50_000)
+    assert opt.beta == 0.5 and opt.amp and opt.learning_rate == 0.05 and opt.nce_t == 0.07
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--distill", "packd", "--loader", "torch"], "--loader torch"),
+    (["--model_t", "resnet999"], "--model_t"),
+    (["--distill", "nope"], "--distill"),
+])
+def test_bad_input_is_a_usage_error(bench, argv, message):
+    from helper.errors import UsageError
+    with pytest.raises(UsageError, match=message):
+        bench.parse_args(argv)
+
+
+def test_data_only_in_process(bench):
+    args, opt = bench.parse_args(["--distill", "crd", "--data_only", *TINY])
+    threads = torch.get_num_threads()
+    try:
+        report = bench.run_benchmark(args, opt, log=lambda text: None)
+    finally:
+        torch.set_num_threads(threads)
+    assert positive(report["ms_per_step"]) and positive(report["images_per_s"])
+    assert "device_method" in report["data_path"] and "criterion" not in report
