@@ -294,6 +294,9 @@ class PACKDDistiller(Distiller):
         proj, _ = self.teacher_head(feats[-1])
         return logits.detach(), proj.detach()
 
+    def extra_weights(self):
+        return {"KD(mixed views)": self.alpha_aug}
+
     def forward_train(self, batch):
         views = batch.views
         if views is None or views.dim() != 5:
