@@ -75,3 +75,24 @@ def test_device_and_dataloader_paths_have_the_same_statistics(train):
 def test_bad_batch_size(train):
     with pytest.raises(ValueError):
         DeviceLoader(*train, 0)
+
+
+def test_autoaugment_cutout_path_for_cifar100_aug(train):
+    x, y = train
+    torch.manual_seed(0)
+    loader = TorchLoader(x[:64], y[:64], 32, seed=0, num_workers=0, autoaugment=True)
+    batches = list(loader)
+    assert len(batches) == 2 and batches[0].images.shape == (32, 3, 32, 32)
+    assert torch.isfinite(batches[0].images).all()
+
+
+def test_cutout_zeroes_a_clipped_square():
+    from dataset.loader import Cutout
+    torch.manual_seed(0)
+    img = torch.ones(3, 32, 32)
+    out = Cutout(16)(img)
+    zeros = (out == 0).all(dim=0)
+    assert 0 < int(zeros.sum()) <= 16 * 16
+    rows, cols = zeros.any(dim=1).nonzero().flatten(), zeros.any(dim=0).nonzero().flatten()
+    assert int(zeros.sum()) == len(rows) * len(cols)  # one axis-aligned rectangle
+    assert torch.equal(img, torch.ones(3, 32, 32))  # input untouched
