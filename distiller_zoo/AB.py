@@ -8,7 +8,8 @@ import torch
 import torch.nn as nn
 
 from .FitNet import ConvReg
-from .KD import KDDistiller, model_feature_shapes
+from ._base import feature_shapes
+from .KD import KDDistiller
 
 # RepDistiller scales the summed per-layer losses by 3 / 1000 (after dividing by the batch).
 LOSS_SCALE = 3 / 1000
@@ -63,8 +64,8 @@ class ABDistiller(KDDistiller):
 
     def __init__(self, student, teacher, opt):
         super().__init__(student, teacher, opt)
-        s_shapes = model_feature_shapes(student)[1:-1]
-        t_shapes = model_feature_shapes(teacher)[1:-1]
+        s_shapes = feature_shapes(student)[1:-1]
+        t_shapes = feature_shapes(teacher)[1:-1]
         self.connector = Connector(s_shapes, t_shapes)
         self.connector.requires_grad_(False)   # trained in the init stage only
         self.criterion_kd = ABLoss(len(s_shapes))

@@ -2,7 +2,8 @@
 import torch
 import torch.nn as nn
 
-from .KD import KDDistiller, model_feature_shapes
+from ._base import feature_shapes
+from .KD import KDDistiller
 
 
 class Correlation(nn.Module):
@@ -32,8 +33,8 @@ class CorrelationDistiller(KDDistiller):
 
     def __init__(self, student, teacher, opt):
         super().__init__(student, teacher, opt)
-        s_dim = model_feature_shapes(student)[-1][1]
-        t_dim = model_feature_shapes(teacher)[-1][1]
+        s_dim = feature_shapes(student)[-1][1]
+        t_dim = feature_shapes(teacher)[-1][1]
         self.embed_s = LinearEmbed(s_dim, opt.feat_dim)
         self.embed_t = LinearEmbed(t_dim, opt.feat_dim)
         self.criterion_kd = Correlation()

@@ -12,8 +12,8 @@ import torch.nn.functional as F
 
 from crd.criterion import CRDLoss
 
-from ._base import CONTRAST_INDEX, INDEX
-from .KD import KDDistiller, model_feature_shapes
+from ._base import CONTRAST_INDEX, INDEX, feature_shapes
+from .KD import KDDistiller
 
 # Settings CRDLoss reads from `opt` besides the embedding sizes derived from the models.
 CRD_OPTIONS = ("feat_dim", "nce_k", "nce_t", "nce_m", "n_data")
@@ -38,8 +38,8 @@ class CRDDistiller(KDDistiller):
         if missing:
             raise ValueError(f"crd needs opt.{', opt.'.join(missing)} (n_data = training-set size)")
         device = next(student.parameters()).device
-        s_shape = model_feature_shapes(student)[-1]
-        t_shape = model_feature_shapes(teacher)[-1]
+        s_shape = feature_shapes(student)[-1]
+        t_shape = feature_shapes(teacher)[-1]
         crd_opt = SimpleNamespace(s_dim=math.prod(s_shape[1:]), t_dim=math.prod(t_shape[1:]),
                                   **{key: getattr(opt, key) for key in CRD_OPTIONS})
         self.criterion_kd = CRDLoss(crd_opt).to(device)

@@ -7,7 +7,8 @@ alpha != 0). Student and teacher must have the same channel numbers per feature.
 import torch.nn as nn
 
 from .AT import pool_to_same_size
-from .KD import KDDistiller, model_feature_shapes
+from ._base import feature_shapes
+from .KD import KDDistiller
 
 
 def fsp_matrices(g):
@@ -47,7 +48,7 @@ class FSPDistiller(KDDistiller):
 
     def __init__(self, student, teacher, opt):
         super().__init__(student, teacher, opt)
-        self.criterion_kd = FSP(model_feature_shapes(student)[:-1], model_feature_shapes(teacher)[:-1])
+        self.criterion_kd = FSP(feature_shapes(student)[:-1], feature_shapes(teacher)[:-1])
 
     def pretrain(self, loader, opt, device, log=print):
         """`opt.init_epochs` epochs training the student's feature layers on the FSP loss."""

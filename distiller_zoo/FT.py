@@ -9,7 +9,8 @@ import torch.nn.functional as F
 
 from .AT import pool_to_same_size
 from .FitNet import HintLoss
-from .KD import KDDistiller, model_feature_shapes
+from ._base import feature_shapes
+from .KD import KDDistiller
 
 # Share of the teacher's channels kept as factors (paraphrase rate k).
 FACTOR_RATE = 0.5
@@ -95,8 +96,8 @@ class FactorDistiller(KDDistiller):
 
     def __init__(self, student, teacher, opt):
         super().__init__(student, teacher, opt)
-        s_shape = model_feature_shapes(student)[-2]
-        t_shape = model_feature_shapes(teacher)[-2]
+        s_shape = feature_shapes(student)[-2]
+        t_shape = feature_shapes(teacher)[-2]
         self.paraphraser = Paraphraser(t_shape)
         self.paraphraser.requires_grad_(False)   # trained in the init stage only
         self.translator = Translator(s_shape, t_shape)

@@ -2,7 +2,8 @@
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .KD import KDDistiller, model_feature_shapes
+from ._base import feature_shapes
+from .KD import KDDistiller
 
 
 class HintLoss(nn.Module):
@@ -49,7 +50,7 @@ class HintDistiller(KDDistiller):
 
     def __init__(self, student, teacher, opt):
         super().__init__(student, teacher, opt)
-        s_shapes, t_shapes = model_feature_shapes(student), model_feature_shapes(teacher)
+        s_shapes, t_shapes = feature_shapes(student), feature_shapes(teacher)
         self.hint_layer = opt.hint_layer
         if not -len(s_shapes) <= self.hint_layer < min(len(s_shapes), len(t_shapes)):
             raise ValueError(f"hint_layer {self.hint_layer} is out of range for {len(s_shapes)} features")

@@ -9,7 +9,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ._base import Distiller, feature_shapes
+from ._base import Distiller
 
 
 class DistillKL(nn.Module):
@@ -24,12 +24,6 @@ class DistillKL(nn.Module):
         p_t = F.softmax(y_t / self.T, dim=1)
         # T^2 keeps the gradient scale independent of the temperature (Hinton et al.)
         return F.kl_div(log_p_s, p_t, reduction="sum") * (self.T ** 2) / y_s.shape[0]
-
-
-def model_feature_shapes(model, preact=False):
-    """Shapes of `model(x, is_feat=True)` features, computed on the model's own device."""
-    device = next(model.parameters()).device
-    return feature_shapes(model, device=device, preact=preact)[0]
 
 
 class KDDistiller(Distiller):

@@ -3,7 +3,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .KD import KDDistiller, model_feature_shapes
+from ._base import feature_shapes
+from .KD import KDDistiller
 
 # Width of the Gaussian (RBF) kernel between singular-vector pairs of consecutive layers.
 RBF_DENOMINATOR = 8
@@ -77,8 +78,8 @@ class KDSVDDistiller(KDDistiller):
 
     def __init__(self, student, teacher, opt):
         super().__init__(student, teacher, opt)
-        s_c = [s[1] for s in model_feature_shapes(student)[1:-1]]
-        t_c = [t[1] for t in model_feature_shapes(teacher)[1:-1]]
+        s_c = [s[1] for s in feature_shapes(student)[1:-1]]
+        t_c = [t[1] for t in feature_shapes(teacher)[1:-1]]
         if s_c != t_c:
             raise ValueError(f"kdsvd needs equal channel numbers (student {s_c}, teacher {t_c}); "
                              "pick a teacher of the student's width")

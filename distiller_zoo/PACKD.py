@@ -259,8 +259,8 @@ class PACKDDistiller(Distiller):
             raise ValueError("method 'packd' needs a teacher and the options (opt)")
         super().__init__(student, teacher, opt)
         device = next(student.parameters()).device
-        s_dim = feature_shapes(student, device=device)[0][-1][1]
-        t_dim = feature_shapes(teacher, device=next(teacher.parameters()).device)[0][-1][1]
+        s_dim = feature_shapes(student)[-1][1]
+        t_dim = feature_shapes(teacher)[-1][1]
         feat_dim = int(_opt(opt, "feat_dim", 128))
         n_data = _opt(opt, "n_data", None)
         if n_data is None:

@@ -6,7 +6,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .AT import pool_to_same_size
-from .KD import KDDistiller, model_feature_shapes
+from ._base import feature_shapes
+from .KD import KDDistiller
 
 
 def conv1x1(in_channels, out_channels):
@@ -48,8 +49,8 @@ class VIDDistiller(KDDistiller):
 
     def __init__(self, student, teacher, opt):
         super().__init__(student, teacher, opt)
-        s_channels = [s[1] for s in model_feature_shapes(student)[1:-1]]
-        t_channels = [t[1] for t in model_feature_shapes(teacher)[1:-1]]
+        s_channels = [s[1] for s in feature_shapes(student)[1:-1]]
+        t_channels = [t[1] for t in feature_shapes(teacher)[1:-1]]
         self.vid_losses = nn.ModuleList(VIDLoss(s, t, t) for s, t in zip(s_channels, t_channels))
 
     def method_loss(self, feats_s, feats_t):

@@ -113,15 +113,16 @@ def resolve_weights(cls, opt):
     return out
 
 
-def feature_shapes(model, device="cpu", preact=False):
+def feature_shapes(model, preact=False):
     """Shapes of `model(x, is_feat=True)` features on one dummy CIFAR batch of 2.
 
-    Runs in eval mode without gradients so BatchNorm statistics are untouched.
+    Runs on the model's own device, in eval mode without gradients, so BatchNorm
+    statistics are untouched.
     """
     was_training = model.training
     model.eval()
     with torch.no_grad():
-        x = torch.zeros(2, 3, 32, 32, device=device)
-        feats, logits = model(x, is_feat=True, preact=preact)
+        x = torch.zeros(2, 3, 32, 32, device=next(model.parameters()).device)
+        feats, _ = model(x, is_feat=True, preact=preact)
     model.train(was_training)
-    return [f.shape for f in feats], logits.shape
+    return [f.shape for f in feats]
