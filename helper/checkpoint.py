@@ -138,7 +138,7 @@ def capture_rng():
 
 
 def restore_rng(state):
-    """Inverse of `capture_rng` (also accepts the torch/cuda-only dicts of helper.util.rng_state)."""
+    """Inverse of `capture_rng`."""
     torch.set_rng_state(state["torch"].cpu())
     if "cuda" in state and torch.cuda.is_available():
         for index, device_state in enumerate(state["cuda"][:torch.cuda.device_count()]):
