@@ -79,8 +79,9 @@ class DeviceLoader:
                 yield batch
 
     def _make(self, index):
-        raw = self.images[index]
-        batch = Batch(images=None, labels=self.labels[index])
+        # index_select, not images[index]: advanced indexing of uint8 rows is ~8x slower on CPU
+        raw = self.images.index_select(0, index)
+        batch = Batch(images=None, labels=self.labels.index_select(0, index))
         if VIEWS in self.needs:
             batch.views = self.views.build(index, self.generator)
             batch.images = batch.views[:, 0]

@@ -84,7 +84,7 @@ class MultiViewBuilder:
         """
         device = self.images.device
         index = index.to(device)
-        anchors = self.images[index]
+        anchors = self.images.index_select(0, index)
         batch = anchors.shape[0]
         views = []
         if self.mixup_num >= 0:
@@ -99,8 +99,8 @@ class MultiViewBuilder:
                 turns = torch.randint(0, ROTATIONS, partners.shape, generator=generator, device=device)
             else:
                 turns = torch.zeros_like(partners)
-            partner_views = augment(self.rotate(self.images[partners], turns), generator)
-            anchor_views = augment(self.images[anchor_index], generator)
+            partner_views = augment(self.rotate(self.images.index_select(0, partners), turns), generator)
+            anchor_views = augment(self.images.index_select(0, anchor_index), generator)
             lam = torch.rand(partners.shape, generator=generator, device=device)
             if self.mixup_num == -1:
                 pass  # lambda ~ U(0, 1): the authors' single-view branch ignores mixup_ratio
