@@ -9,6 +9,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from helper.errors import check_stage_loss
+
 from ._base import Distiller
 
 
@@ -101,8 +103,9 @@ class KDDistiller(Distiller):
                     optimizer.step()
                     loss_sum += loss.detach() * images.shape[0]
                     seen += images.shape[0]
-                log(f"{self.name} init epoch [{epoch}/{opt.init_epochs}] "
-                    f"loss {loss_sum.item() / max(seen, 1):.4f}")
+                average = loss_sum.item() / max(seen, 1)
+                log(f"{self.name} init epoch [{epoch}/{opt.init_epochs}] loss {average:.4f}")
+                check_stage_loss(average, f"the {self.name} pre-training stage", epoch)
         finally:
             optimizer.zero_grad(set_to_none=True)
             for p in frozen:

@@ -13,17 +13,8 @@ import contextlib
 import torch
 import torch.nn.functional as F
 
+from helper.errors import NonFiniteLoss
 from helper.util import topk_correct
-
-
-class NonFiniteLoss(RuntimeError):
-    """A step's loss was NaN or infinite. `step` counts from 1, as in the message."""
-
-    def __init__(self, epoch, step, terms, total=None):
-        self.epoch, self.step, self.terms, self.total = epoch, step, terms, total
-        shown = ", ".join(f"{k}={v:.4g}" for k, v in terms.items())
-        of = f"/{total}" if total else ""
-        super().__init__(f"non-finite loss at epoch {epoch}, step {step}{of} (loss terms: {shown})")
 
 
 class EpochStats:

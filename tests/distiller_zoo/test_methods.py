@@ -277,3 +277,16 @@ def test_factor_pretrain_lr_rule(monkeypatch):
         d, opt, num_classes = build("standin", "factor", model_s=model_s, init_epochs=0)
         d.pretrain([make_batch(num_classes)], opt, "cpu", log=lambda *_: None)
     assert seen == [FT.FACTOR_INIT_LR, opt.learning_rate]
+
+
+@pytest.mark.parametrize("method", sorted(PRETRAINED))
+def test_pretrain_stops_on_a_non_finite_loss(method):
+    """A diverged init stage stops with NonFiniteLoss (exit 3 in the scripts) instead of going on."""
+    from helper.errors import NonFiniteLoss
+    d, opt, num_classes = build("standin", method)
+    bad = make_batch(num_classes, seed=1)
+    bad.images = torch.full_like(bad.images, float("nan"))
+    with pytest.raises(NonFiniteLoss, match=f"non-finite loss in the {method} pre-training stage, epoch 1"):
+        d.pretrain([bad], opt, torch.device("cpu"), log=lambda *_: None)
+    assert all(p.grad is None for p in d.parameters())
+    assert d.training and not d.teacher.training
