@@ -5,6 +5,7 @@ this project's and PACKD's `save_t/` (`<model>_cifar100_lr_0.05_decay_0.0005_tri
 The model name comes from the checkpoint when it records one, else from the folder
 name, else from --model_t.
 """
+import hashlib
 import os
 
 import torch
@@ -61,3 +62,17 @@ def load_teacher(path, model_t=None, num_classes=100, trust=False):
                          f"pass the right --model_t or checkpoint") from None
     model.eval()
     return model, name
+
+
+def weights_fingerprint(model):
+    """SHA-256 (first 16 hex digits) of a model's state_dict: names, dtypes, shapes and values.
+
+    It identifies the teacher a student run was started with, whatever the file is called
+    or where it lives, so a resume with different teacher weights is refused.
+    """
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        t = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:16]

@@ -1,7 +1,6 @@
 """train_student.py end to end: every method for one epoch on a generated data set (CPU)."""
 import json
 import os
-import shutil
 
 import pytest
 import torch
@@ -54,6 +53,18 @@ def test_method_runs_one_epoch(method, teacher_ckpt, tiny_cifar, tmp_path, capsy
     assert os.path.isfile(run / "summary.json")
 
 
+@pytest.mark.parametrize("method", ["kd", "crd", "packd"])
+def test_speed_options_run_end_to_end(method, teacher_ckpt, tiny_cifar, tmp_path, capsys):
+    """--amp --channels_last --teacher_bf16 (bf16 on the CPU) through the real loop, evaluation included."""
+    train_student.main(student_args(teacher_ckpt, tiny_cifar, tmp_path, method, "--amp", "--channels_last",
+                                    "--teacher_bf16"))
+    run = tmp_path / "student_model" / os.listdir(tmp_path / "student_model")[0]
+    rows = [json.loads(line) for line in open(run / "metrics.jsonl")]
+    assert rows and all(torch.isfinite(torch.tensor([r["train_loss"], r["test_loss"]])).all() for r in rows)
+    info = json.load(open(run / "run.json"))
+    assert info["amp"] and info["channels_last"] and info["teacher_bf16"]
+
+
 def test_default_and_explicit_weights(teacher_ckpt):
     base = ["--path_t", str(teacher_ckpt), "--model_s", "resnet8"]
     from distiller_zoo._base import resolve_weights
@@ -104,3 +115,41 @@ def test_wrn_and_mobilenet_folder_names():
     assert name_from_folder("save_t/ResNet50_cifar100_lr_0.05_decay_0.0005_trial_0/x.pth") == "ResNet50"
     assert name_from_folder("save/models/mobile_half_vanilla/ckpt_epoch_240.pth") == "MobileNetV2"
     assert name_from_folder("save/models/resnet32x4_vanilla/ckpt_epoch_240.pth") == "resnet32x4"
+
+
+def test_resume_checks_the_teachers_weights(teacher_ckpt, tiny_cifar, tmp_path, capsys):
+    """A resume with other teacher weights is refused; the same weights under another path resume."""
+    from helper.checkpoint import atomic_save
+    from helper.errors import UsageError
+    save = tmp_path / "save"
+    train_student.main(student_args(teacher_ckpt, tiny_cifar, save, "kd"))
+    run = save / "student_model" / os.listdir(save / "student_model")[0]
+
+    def teacher_copy(folder, change=False):
+        path = tmp_path / folder / teacher_ckpt.parent.name / teacher_ckpt.name
+        path.parent.mkdir(parents=True)
+        ckpt = torch.load(teacher_ckpt, map_location="cpu", weights_only=True)
+        if change:
+            key = next(k for k, v in ckpt["model"].items() if v.is_floating_point())
+            ckpt["model"][key] = ckpt["model"][key] + 1e-3
+        torch.save(ckpt, path)
+        return path
+
+    before = (run / "latest.pth").read_bytes()
+    with pytest.raises(UsageError, match="teacher_weights.*differ"):
+        train_student.main(student_args(teacher_copy("other", change=True), tiny_cifar, save, "kd",
+                                        "--resume", "auto", "--epochs", "2"))
+    assert (run / "latest.pth").read_bytes() == before, "a refused resume must not touch the run"
+
+    train_student.main(student_args(teacher_copy("moved"), tiny_cifar, save, "kd", "--resume", "auto",
+                                    "--epochs", "2"))
+    assert len(open(run / "metrics.jsonl").read().splitlines()) == 2
+
+    # A checkpoint written before the check existed (no fingerprint) still resumes, with a note.
+    ckpt = torch.load(run / "latest.pth", map_location="cpu", weights_only=True)
+    del ckpt["run"]["identity"]["teacher_weights"]
+    atomic_save(ckpt, run / "latest.pth")
+    capsys.readouterr()
+    train_student.main(student_args(teacher_ckpt, tiny_cifar, save, "kd", "--resume", "auto", "--epochs", "3"))
+    assert "not verified" in capsys.readouterr().out
+    assert len(open(run / "metrics.jsonl").read().splitlines()) == 3
