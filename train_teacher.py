@@ -33,7 +33,9 @@ def prepare_model(model, opt, device):
     if opt.channels_last:
         model = model.to(memory_format=torch.channels_last)
     if opt.compile:
-        model.compile(mode=opt.compile_mode)
+        # Static shapes: the last partial batch and the test batches get graphs of their own
+        # instead of turning the main one dynamic, and CUDA graphs (reduce-overhead) need that.
+        model.compile(mode=opt.compile_mode, dynamic=False)
     return model
 
 
