@@ -32,6 +32,9 @@ def parse_args(argv=None):
     g.add_argument("--nce_m", type=float, default=0.5, help="memory momentum (CRD, PACKD)")
     g.add_argument("--hint_layer", type=int, default=2, choices=[0, 1, 2, 3, 4])
     g.add_argument("--init_epochs", type=int, default=30, help="pre-training epochs (abound, factor, fsp)")
+    g.add_argument("--teacher_bf16", action="store_true",
+                   help="run the frozen teacher in bf16 autocast, outputs cast back to float32 "
+                        "(faster; changes numerics; the student stays float32 unless --amp)")
     add_method_arguments(p)
     add_training_arguments(p)
     opt = p.parse_args(argv)
@@ -61,7 +64,7 @@ def main(argv=None):
     from distiller_zoo import METHODS
     from distiller_zoo._base import resolve_weights
     from helper.loops import evaluate
-    from helper.teacher import load_teacher
+    from helper.teacher import load_teacher, weights_fingerprint
     from helper.util import resolve_device, seed_everything
     from models import model_dict
     from train_teacher import prepare_model
@@ -73,7 +76,8 @@ def main(argv=None):
     weights = resolve_weights(method, opt)
     opt.gamma, opt.alpha, opt.beta = weights["gamma"], weights["alpha"], weights["beta"]
     run_dir = run_folder(opt)
-    identity = {"kind": "student", "model_s": opt.model_s, "model_t": opt.model_t, "distill": opt.distill}
+    identity = {"kind": "student", "model_s": opt.model_s, "model_t": opt.model_t, "distill": opt.distill,
+                "teacher_weights": weights_fingerprint(teacher)}
     resume_path = check_run_folder(run_dir, opt, identity)
     seed_everything(opt.seed, opt.deterministic)
     data = load_data(opt)
@@ -84,7 +88,7 @@ def main(argv=None):
     if opt.channels_last:
         import torch
         teacher = teacher.to(memory_format=torch.channels_last)
-    teacher_acc = evaluate(teacher, test_loader, device, amp=opt.amp)["test_acc"]
+    teacher_acc = evaluate(teacher, test_loader, device, amp=opt.amp or opt.teacher_bf16)["test_acc"]
     print(f"teacher {opt.model_t} ('{opt.path_t}'): test top-1 {teacher_acc:.2f}")
     student = prepare_model(model_dict[opt.model_s](num_classes=100), opt, device)
     distiller = method(student, teacher, opt).to(device)

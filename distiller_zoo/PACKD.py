@@ -18,6 +18,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from helper.errors import check_stage_loss
+
 from ._base import CONTRAST_INDEX, INDEX, VIEWS, Distiller, feature_shapes
 from .KD import DistillKL
 
@@ -290,9 +292,9 @@ class PACKDDistiller(Distiller):
     @torch.no_grad()
     def teacher_outputs(self, images):
         """(teacher logits, head projection) for the flattened views, frozen."""
-        feats, logits = self.teacher(images, is_feat=True)
+        feats, logits = self.teacher_forward(images, is_feat=True)
         proj, _ = self.teacher_head(feats[-1])
-        return logits.detach(), proj.detach()
+        return logits, proj.detach()
 
     def extra_weights(self):
         return {"KD(mixed views)": self.alpha_aug}
@@ -378,9 +380,8 @@ class PACKDDistiller(Distiller):
                     batch = batch.to(device, non_blocking=True)
                     views = batch.views if batch.views is not None else batch.images.unsqueeze(1)
                     b, v = views.shape[:2]
-                    with torch.no_grad():
-                        feats, _ = self.teacher(views.reshape(b * v, *views.shape[2:]), is_feat=True)
-                    _, logits = head(feats[-1].detach())
+                    feats, _ = self.teacher_forward(views.reshape(b * v, *views.shape[2:]), is_feat=True)
+                    _, logits = head(feats[-1])
                     labels = batch.labels.repeat_interleave(v)
                     loss = F.cross_entropy(logits, labels)
                     optimizer.zero_grad(set_to_none=True)
@@ -391,6 +392,7 @@ class PACKDDistiller(Distiller):
                     seen += labels.shape[0]
                 stats = (torch.stack([loss_sum, correct]) / max(seen, 1)).tolist()
                 log(f"packd head epoch [{epoch}/{t_epoch}] loss {stats[0]:.4f} acc {100 * stats[1]:.2f}")
+                check_stage_loss(stats[0], "packd's teacher-head training (nothing cached)", epoch)
         finally:
             optimizer.zero_grad(set_to_none=True)
             head.requires_grad_(False)

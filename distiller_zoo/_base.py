@@ -5,6 +5,7 @@ extra trainable modules and criterion, declares which data a batch must carry, a
 returns the student logits plus its loss terms by name, already weighted. The training
 loop sums the terms and steps; it never needs to know which method it runs.
 """
+import contextlib
 from dataclasses import dataclass, fields
 from typing import Optional
 
@@ -58,6 +59,7 @@ class Distiller(nn.Module):
                 p.requires_grad_(False)
         w = resolve_weights(type(self), opt)
         self.gamma, self.alpha, self.beta = w["gamma"], w["alpha"], w["beta"]
+        self.teacher_bf16 = bool(getattr(opt, "teacher_bf16", False))
 
     # -- modules -------------------------------------------------------------------
     def train(self, mode=True):
@@ -83,11 +85,28 @@ class Distiller(nn.Module):
     # -- steps ---------------------------------------------------------------------
     @torch.no_grad()
     def teacher_forward(self, images, is_feat=False, preact=False):
-        """Teacher output without autograd (frozen, eval mode)."""
+        """Teacher output without autograd (frozen, eval mode).
+
+        With `--teacher_bf16` the teacher runs under bf16 autocast and its outputs come back
+        as float32: the teacher is the larger network and needs no gradient, so it gains the
+        most from low precision while the student keeps training in float32.
+        """
+        with self.teacher_precision(images.device):
+            out = self.teacher(images, is_feat=True, preact=preact) if is_feat else self.teacher(images)
         if is_feat:
-            feats, logits = self.teacher(images, is_feat=True, preact=preact)
-            return [f.detach() for f in feats], logits.detach()
-        return self.teacher(images).detach()
+            feats, logits = out
+            return [self._teacher_output(f) for f in feats], self._teacher_output(logits)
+        return self._teacher_output(out)
+
+    def teacher_precision(self, device):
+        """bf16 autocast for the teacher with --teacher_bf16; otherwise whatever is active (e.g. --amp)."""
+        if self.teacher_bf16:
+            return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()  # not autocast(enabled=False): that would switch --amp off
+
+    def _teacher_output(self, t):
+        t = t.detach()
+        return t.float() if self.teacher_bf16 else t
 
     def forward_train(self, batch):
         """-> (student logits for batch.images, {term name: weighted loss})."""

@@ -28,8 +28,8 @@ import torch
 
 from helper.checkpoint import (atomic_save, atomic_write_json, atomic_write_text, capture_rng, load_checkpoint, plain,
                                remove_stale_temp_files, restore_rng)
-from helper.errors import UsageError
-from helper.loops import EpochStats, NonFiniteLoss, evaluate, train_epoch
+from helper.errors import NonFiniteLoss, UsageError
+from helper.loops import EpochStats, evaluate, train_epoch
 from helper.util import learning_rate_at, set_lr
 
 LATEST = "latest.pth"
@@ -120,6 +120,12 @@ def read_resumable(path, what="--resume checkpoint"):
     return ckpt
 
 
+# Identity entries added after the first release: checkpoints without them still resume.
+OPTIONAL_IDENTITY = {"teacher_weights"}
+IDENTITY_HINTS = {"teacher_weights": "the teacher's weights differ from the ones the run started with; pass "
+                                     "that --path_t, or start another --trial"}
+
+
 def check_run_folder(run_dir, opt, identity):
     """Decide how a run folder may be used, before anything is written to it.
 
@@ -140,9 +146,11 @@ def check_run_folder(run_dir, opt, identity):
         ckpt = read_resumable(path)
         theirs = ckpt["run"].get("identity", {})
         for k, v in identity.items():
-            if theirs.get(k) != v:
+            if k not in theirs and k in OPTIONAL_IDENTITY:
+                print(f"note: '{path}' predates the {k} check; its {k} is not verified")
+            elif theirs.get(k) != v:
                 raise UsageError(f"--resume '{path}' is a run of {k}={theirs.get(k)!r}, not {v!r}; "
-                                 f"point --resume at a run of the same {k}")
+                                 f"{IDENTITY_HINTS.get(k, f'point --resume at a run of the same {k}')}")
         return path
     if os.path.isfile(summary) and not getattr(opt, "overwrite", False):
         raise UsageError(f"'{run_dir}' already holds a finished run; use --resume auto to reuse it, "

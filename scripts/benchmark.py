@@ -108,6 +108,7 @@ def build_parser():
     p.add_argument("--mixup_num", type=int, default=3, help="PACKD mixed views per sample")
     p.add_argument("--amp", action="store_true", help="bf16 autocast")
     p.add_argument("--channels_last", action="store_true")
+    p.add_argument("--teacher_bf16", action="store_true", help="teacher forward in bf16 autocast (student float32)")
     p.add_argument("--compile", action="store_true", help="torch.compile the student (warm-up steps compile)")
     p.add_argument("--loader", choices=["device", "torch"], default="device", help="training data path")
     p.add_argument("--num_workers", type=_non_negative, default=2, help="DataLoader workers for --loader torch")
@@ -152,7 +153,7 @@ def training_options(args, extra=()):
             "--distill", args.distill, "--batch_size", str(args.batch_size), "--nce_k", str(args.nce_k),
             "--mixup_num", str(args.mixup_num), "--loader", args.loader, "--num_workers", str(args.num_workers),
             "--epochs", str(args.epochs), "--seed", str(args.seed), "--device", args.device, *extra]
-    argv += [f"--{flag}" for flag in ("amp", "channels_last", "compile") if getattr(args, flag)]
+    argv += [f"--{flag}" for flag in ("amp", "channels_last", "compile", "teacher_bf16") if getattr(args, flag)]
     opt = train_student.parse_args(argv)
     opt.n_data = args.n_data
     return opt
@@ -615,7 +616,8 @@ def run_benchmark(args, opt, log=print):
         "device": str(device), "device_name": device_name(device), "torch_version": torch.__version__,
         "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
         "load_average_at_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-        "options": {"amp": opt.amp, "channels_last": opt.channels_last, "compile": opt.compile,
+        "options": {"amp": opt.amp, "teacher_bf16": opt.teacher_bf16, "channels_last": opt.channels_last,
+                    "compile": opt.compile,
                     "loader": opt.loader, "num_workers": opt.num_workers if opt.loader == "torch" else None,
                     "batch_size": opt.batch_size, "nce_k": opt.nce_k,
                     "mixup_num": opt.mixup_num if VIEWS in method.needs else None},

@@ -14,6 +14,8 @@
 #   crd   resnet56   -> resnet20, resnet32x4 -> resnet8x4   (16384 negatives)
 #   packd resnet32x4 -> resnet8x4   (4 views: --mixup_num 3, 16384 negatives)
 #   kd    resnet56   -> resnet20 with --compile (amp + channels_last), if time is left
+#   kd and packd resnet32x4 -> resnet8x4 with --teacher_bf16 --channels_last (student in
+#   float32), last, if time is left
 #   1, 2 and 4 concurrent kd resnet56 -> resnet20 jobs (aggregate images/s; the jobs
 #   meet at a barrier after warm-up so their timed windows overlap)
 #
@@ -161,6 +163,10 @@ if [ "$COMPILE" != 0 ]; then
     row kd_r56_r20_amp_cl_cudagraphs 120 --distill kd --model_t resnet56 --model_s resnet20 --amp --channels_last \
         --compile --compile_mode reduce-overhead --skip_data_path
 fi
+row kd_r32x4_r8x4_tbf16_cl 45 --distill kd --model_t resnet32x4 --model_s resnet8x4 --teacher_bf16 \
+    --channels_last --skip_data_path
+row packd_r32x4_r8x4_tbf16_cl 60 --distill packd --model_t resnet32x4 --model_s resnet8x4 --mixup_num 3 \
+    --nce_k 16384 --teacher_bf16 --channels_last --pretrain_steps 50 --skip_data_path
 
 echo "rows took $(($(date +%s) - start))s; JSON lines in $OUT"
 $PYTHON - "$OUT" <<'EOF'

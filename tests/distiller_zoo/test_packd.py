@@ -362,3 +362,15 @@ def test_real_models_when_available(tmp_path):
     logits, terms = d.forward_train(batch)
     sum(terms.values()).backward()
     assert logits.shape == (B, N_CLASSES) and torch.isfinite(sum(terms.values()))
+
+
+def test_head_training_stops_on_a_non_finite_loss_and_caches_nothing(tmp_path):
+    from helper.errors import NonFiniteLoss
+    d = make_distiller(tmp_path)
+    opt = make_opt(tmp_path)
+    bad = make_batch(0)
+    bad.views = torch.full_like(bad.views, float("nan"))
+    with pytest.raises(NonFiniteLoss, match="teacher-head training .*epoch 1"):
+        d.pretrain(ListLoader([bad]), opt, torch.device("cpu"), lambda *_: None)
+    assert not os.path.exists(head_cache_path(opt.head_cache_dir, "tinyT"))
+    assert all(not p.requires_grad for p in d.teacher_head.parameters())

@@ -69,8 +69,9 @@ def test_cli_json_last_line(cli_runs, method):
         assert positive(report[key]), (key, report[key])
     assert report["steps"] == 2 and report["steps_per_epoch"] == math.ceil(256 / 16)
     assert report["device"] == "cpu" and report["device_name"] and report["torch_version"] == torch.__version__
-    assert {"amp", "channels_last", "compile", "loader"} <= set(report["options"])
+    assert {"amp", "teacher_bf16", "channels_last", "compile", "loader"} <= set(report["options"])
     assert report["options"]["loader"] == "device" and report["options"]["amp"] is False
+    assert report["options"]["teacher_bf16"] is False
     # ms/step and images/s describe the same measurement
     assert report["images_per_s"] == pytest.approx(16 * 1000.0 / report["ms_per_step"])
     assert report["epoch_s"] == pytest.approx(report["ms_per_step"] / 1000.0 * 16)
@@ -131,6 +132,9 @@ def test_options_are_train_students(bench):
     assert (opt.model_t, opt.model_s, opt.nce_k, opt.batch_size, opt.n_data) == ("resnet56", "resnet20", 16384,
                                                                                   64, 50_000)
     assert opt.beta == 0.5 and opt.amp and opt.learning_rate == 0.05 and opt.nce_t == 0.07
+    assert not opt.teacher_bf16
+    _, opt = bench.parse_args(["--distill", "kd", "--teacher_bf16"])
+    assert opt.teacher_bf16 and not opt.amp
 
 
 @pytest.mark.parametrize("argv, message", [
