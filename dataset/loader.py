@@ -16,6 +16,15 @@ from distiller_zoo._base import Batch, CONTRAST_INDEX, INDEX, VIEWS
 from dataset.augment import CIFAR100_MEAN, CIFAR100_STD, augment, normalize
 
 
+def attach_sample_extras(batch, index, needs, negatives, generator):
+    """Add what a method needs per sample: its dataset index and/or its CRD/PACKD negatives."""
+    if INDEX in needs:
+        batch.index = index
+    if CONTRAST_INDEX in needs:
+        batch.contrast_index = negatives.sample(index, generator)
+    return batch
+
+
 class DeviceLoader:
     """Iterates over one split held on `device`; the last partial batch is kept.
 
@@ -89,11 +98,7 @@ class DeviceLoader:
             batch.images = augment(raw, self.generator)
         else:
             batch.images = normalize(raw)
-        if INDEX in self.needs:
-            batch.index = index
-        if CONTRAST_INDEX in self.needs:
-            batch.contrast_index = self.negatives.sample(index, self.generator)
-        return batch
+        return attach_sample_extras(batch, index, self.needs, self.negatives, self.generator)
 
 
 class Cutout:
@@ -179,8 +184,4 @@ class TorchLoader:
                 continue
             index = index.to(self.device, non_blocking=True)
             batch = Batch(images=x.to(self.device, non_blocking=True), labels=y.to(self.device, non_blocking=True))
-            if INDEX in self.needs:
-                batch.index = index
-            if CONTRAST_INDEX in self.needs:
-                batch.contrast_index = self.negatives.sample(index, self.generator)
-            yield batch
+            yield attach_sample_extras(batch, index, self.needs, self.negatives, self.generator)
