@@ -11,6 +11,7 @@ views of a sample form a set of positive pairs weighted by an entropic optimal
 transport plan; the negatives are the teacher embeddings stored in a memory bank.
 """
 import argparse
+import contextlib
 import math
 import os
 
@@ -230,6 +231,33 @@ def _atomic_save(obj, path):
     atomic_save(obj, path)
 
 
+@contextlib.contextmanager
+def head_cache_lock(path, log=print):
+    """Hold an exclusive lock on `<path>.lock` while the head is looked up or trained.
+
+    Concurrent runs with the same teacher (a sweep with several jobs per GPU) then train
+    the head once: the others wait, find the cache, and load it. The lock dies with its
+    process. Without POSIX `flock` (Windows) there is no lock: each run may train the
+    head, and the atomic write still keeps the cache whole.
+    """
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path + ".lock", "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log(f"packd: another run is training the teacher head for {path}; waiting for it")
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 # ----------------------------------------------------------------------------------
 # Method
 # ----------------------------------------------------------------------------------
@@ -354,10 +382,15 @@ class PACKDDistiller(Distiller):
         the teacher backbone in eval mode without gradients. Their MultiStepLR (milestones
         30, 45) is created but never stepped, so the rate stays t_lr: kept constant here.
         The result is written atomically to `<head_cache_dir>/<model_t>_embed.pth` as
-        {"model": backbone.* + proj_head.* + classifier.*, "epoch": t_epoch} and reused.
+        {"model": backbone.* + proj_head.* + classifier.*, "epoch": t_epoch} and reused;
+        runs sharing the cache take turns (`head_cache_lock`), so the head is trained once.
         """
         cache_dir = str(_opt(opt, "head_cache_dir", self.head_cache_dir))
         path = head_cache_path(cache_dir, str(_opt(opt, "model_t", self.teacher_name)))
+        with head_cache_lock(path, log):
+            return self._load_or_train_head(path, loader, opt, device, log)
+
+    def _load_or_train_head(self, path, loader, opt, device, log):
         if os.path.isfile(path):
             state = torch.load(path, map_location="cpu", weights_only=True)
             self.load_head_state(state.get("model", state), path)

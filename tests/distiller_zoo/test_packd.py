@@ -374,3 +374,37 @@ def test_head_training_stops_on_a_non_finite_loss_and_caches_nothing(tmp_path):
         d.pretrain(ListLoader([bad]), opt, torch.device("cpu"), lambda *_: None)
     assert not os.path.exists(head_cache_path(opt.head_cache_dir, "tinyT"))
     assert all(not p.requires_grad for p in d.teacher_head.parameters())
+
+
+def test_a_run_waits_for_a_concurrent_head_training_then_loads_its_head(tmp_path):
+    import fcntl
+    import threading
+    from distiller_zoo.PACKD import _atomic_save
+    opt = make_opt(tmp_path)
+    path = head_cache_path(opt.head_cache_dir, "tinyT")
+    os.makedirs(opt.head_cache_dir)
+    waiting = make_distiller(tmp_path)
+    loader, logs, errors = ListLoader([make_batch(0)]), [], []
+
+    def pretrain():
+        try:
+            waiting.pretrain(loader, opt, torch.device("cpu"), logs.append)
+        except Exception as e:  # surfaced by the assertions below
+            errors.append(e)
+
+    with open(path + ".lock", "a") as held:  # another run holds the lock: it is training the head
+        fcntl.flock(held, fcntl.LOCK_EX)
+        worker = threading.Thread(target=pretrain)
+        worker.start()
+        worker.join(0.5)
+        assert worker.is_alive(), "the second run did not wait for the first"
+        assert any("waiting" in m for m in logs)
+        trained = make_distiller(tmp_path)  # same teacher weights (same seed)
+        for p in trained.teacher_head.parameters():
+            torch.nn.init.constant_(p, 0.25)
+        _atomic_save({"model": trained.head_state(), "epoch": opt.t_epoch}, path)
+        fcntl.flock(held, fcntl.LOCK_UN)
+    worker.join(10)
+    assert not worker.is_alive() and not errors
+    assert loader.iterations == 0, "the waiting run trained the head again instead of loading it"
+    assert all(torch.equal(p, torch.full_like(p, 0.25)) for p in waiting.teacher_head.parameters())
