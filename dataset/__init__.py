@@ -24,7 +24,7 @@ def make_loaders(opt, data, device, needs=()):
     test_x, test_y = data["test"]
     few_ratio = getattr(opt, "few_ratio", 1.0)
     if few_ratio != 1.0:
-        keep = stratified_subset(train_y, few_ratio, seed=opt.seed)
+        keep = stratified_subset(train_y, few_ratio)
         train_x, train_y = train_x[keep], train_y[keep]
     negatives = views = None
     if CONTRAST_INDEX in needs:

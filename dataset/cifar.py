@@ -4,6 +4,7 @@ The official archive is downloaded (md5-checked) only when the folder holds no d
 The extracted files are validated by shape, dtype and label range instead of md5, so
 subsets and generated test sets in the same format load too.
 """
+import math
 import os
 import pickle
 import tarfile
@@ -148,16 +149,70 @@ def make_synthetic_cifar100(data_folder, train_per_class=20, test_per_class=5, s
     return write_cifar100(data_folder, tr_x, tr_y, te_x, te_y)
 
 
-def stratified_subset(labels, ratio, seed=0):
-    """Indices of a class-balanced subset keeping `ratio` of each class (PACKD's --few-ratio)."""
+def _apportion(counts, total, rng):
+    """Split `total` over classes in proportion to `counts`, as sklearn's `_approximate_mode`."""
+    # Floors of the proportional shares, then one more for
+    # the largest fractional parts; equal fractions are settled by `rng.choice(...,
+    # replace=False)`, called (drawing from rng) once for every fraction level visited.
+    share = counts / counts.sum() * total
+    base = np.floor(share)
+    missing = int(total - base.sum())
+    if missing > 0:
+        frac = share - base
+        for level in np.unique(frac)[::-1]:
+            tied = np.flatnonzero(frac == level)
+            take = min(len(tied), missing)
+            base[rng.choice(tied, size=take, replace=False)] += 1
+            missing -= take
+            if missing == 0:
+                break
+    return base.astype(int)
+
+
+def stratified_subset(labels, ratio):
+    """Indices of the class-balanced `ratio` of the training set that PACKD's --few-ratio keeps.
+
+    The PACKD authors take the train part of
+    `StratifiedShuffleSplit(n_splits=1, test_size=1 - ratio, random_state=0)`; this returns
+    exactly those indices, in their order, so few-shot runs train on the authors' images.
+    It redoes scikit-learn's steps (sizes, per-class counts with random tie-breaking, the
+    same sequence of `RandomState(0)` draws) with numpy, so training does not need sklearn;
+    tests/dataset/test_cifar.py checks it against sklearn itself.
+    """
     if not 0 < ratio <= 1:
-        raise ValueError(f"--few_ratio must be in (0, 1], got {ratio}")
+        raise UsageError(f"--few-ratio must be in (0, 1], got {ratio}")
     if ratio == 1:
         return torch.arange(len(labels))
-    g = torch.Generator().manual_seed(seed)
-    keep = []
-    for c in torch.unique(labels).tolist():
-        members = torch.nonzero(labels == c).flatten()
-        n = max(1, int(round(len(members) * ratio)))
-        keep.append(members[torch.randperm(len(members), generator=g)[:n]])
-    return torch.sort(torch.cat(keep)).values
+    y = labels.detach().cpu().numpy()
+    if y.ndim != 1:
+        raise ValueError(f"labels must be 1-D, got shape {tuple(y.shape)}")
+    n = len(y)
+    test_size = 1 - float(ratio)  # a Python float, as the authors compute it: 1 - 0.7 = 0.30000000000000004
+    if not 0 < test_size < 1:
+        raise UsageError(f"--few-ratio {ratio} is so small that 1 - ratio rounds to 1; use a larger --few-ratio")
+    n_test = math.ceil(test_size * n)  # sklearn rounds the held-out part up ...
+    n_train = n - n_test               # ... and keeps the rest
+    classes, y_class, counts = np.unique(y, return_inverse=True, return_counts=True)
+    k = len(classes)
+    if k == 0:
+        raise ValueError("--few-ratio needs a non-empty training set, got no labels")
+    if counts.min() < 2:
+        raise UsageError(f"--few-ratio needs at least 2 images in every class; classes "
+                         f"{classes[counts < 2].tolist()} have fewer")
+    if n_train < k:
+        raise UsageError(f"--few-ratio {ratio} keeps {n_train} of {n} images, fewer than the {k} classes "
+                         f"(the authors' split needs one per class); use a larger --few-ratio")
+    if n_test < k:
+        raise UsageError(f"--few-ratio {ratio} leaves out {n_test} of {n} images, fewer than the {k} classes "
+                         f"(the authors' split needs one per class); use a smaller --few-ratio, or 1 for all")
+
+    rng = np.random.RandomState(0)
+    # Members of each class in ascending index order (a stable sort by class).
+    members = np.split(np.argsort(y_class, kind="stable"), np.cumsum(counts)[:-1])
+    n_keep = _apportion(counts, n_train, rng)
+    _apportion(counts - n_keep, n_test, rng)  # the held-out counts: unused, but they draw from rng
+    picked = []
+    for c in range(k):
+        order = rng.permutation(counts[c])
+        picked.extend(members[c][order][:n_keep[c]])
+    return torch.from_numpy(rng.permutation(np.asarray(picked, dtype=np.int64)))

@@ -153,3 +153,14 @@ def test_resume_checks_the_teachers_weights(teacher_ckpt, tiny_cifar, tmp_path, 
     train_student.main(student_args(teacher_ckpt, tiny_cifar, save, "kd", "--resume", "auto", "--epochs", "3"))
     assert "not verified" in capsys.readouterr().out
     assert len(open(run / "metrics.jsonl").read().splitlines()) == 3
+
+
+def test_few_ratio_trains_on_the_authors_subset(teacher_ckpt, tiny_cifar, tmp_path, capsys):
+    """--few-ratio 0.5 keeps half of every class (the authors' split) and says so; a ratio that
+    keeps fewer images than classes is a one-line usage error."""
+    from helper.errors import UsageError
+    train_student.main(student_args(teacher_ckpt, tiny_cifar, tmp_path, "packd", "--few-ratio", "0.5"))
+    out = capsys.readouterr().out
+    assert "500 training images" in out  # 10 per class x 100 classes, half kept
+    with pytest.raises(UsageError, match="--few-ratio 0.05 keeps 50 of 1000 images"):
+        train_student.main(student_args(teacher_ckpt, tiny_cifar, tmp_path / "bad", "packd", "--few-ratio", "0.05"))

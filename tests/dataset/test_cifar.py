@@ -4,6 +4,7 @@ import pickle
 import numpy as np
 import pytest
 import torch
+from sklearn.model_selection import StratifiedShuffleSplit
 
 from dataset.cifar import (DataError, FOLDER, load_cifar100, make_synthetic_cifar100, stratified_subset,
                            write_cifar100)
@@ -92,11 +93,72 @@ def test_download_uses_official_md5(tmp_path, monkeypatch):
     assert seen["filename"] == "cifar-100-python.tar.gz" and seen["url"].endswith("cifar-100-python.tar.gz")
 
 
-def test_stratified_subset_keeps_class_balance():
-    labels = torch.arange(10).repeat_interleave(20)
-    keep = stratified_subset(labels, 0.25, seed=3)
-    assert torch.bincount(labels[keep]).tolist() == [5] * 10
+def _authors_subset(labels, ratio):
+    """The PACKD authors' --few-ratio code: the train part of sklearn's StratifiedShuffleSplit."""
+    targets = [int(v) for v in labels]
+    ss = StratifiedShuffleSplit(n_splits=1, test_size=1 - ratio, random_state=0)
+    train_indices, _ = list(ss.split(np.array(targets)[:, np.newaxis], targets))[0]
+    return train_indices
+
+
+# 100 classes x 500 images, in a shuffled order like the real training file's.
+CIFAR_LIKE = np.random.RandomState(2024).permutation(np.repeat(np.arange(100), 500))
+
+
+# 0.7, 0.45 and 0.85: `1 - ratio` is inexact in floats (1 - 0.7 = 0.30000000000000004), which
+# moves sklearn's ceil(test_size * n) by one image.
+@pytest.mark.parametrize("ratio", [0.1, 0.25, 0.3, 0.5, 0.7, 0.9, 0.45, 0.85])
+def test_stratified_subset_matches_authors_split_on_cifar_like_labels(ratio):
+    keep = stratified_subset(torch.from_numpy(CIFAR_LIKE), ratio)
+    expected = _authors_subset(CIFAR_LIKE, ratio)
+    assert keep.dtype == torch.int64
+    assert np.array_equal(keep.numpy(), expected)  # same indices, same order
+
+
+def test_stratified_subset_follows_float_rounding_of_one_minus_ratio():
+    keep = stratified_subset(torch.from_numpy(CIFAR_LIKE), 0.7)
+    assert len(keep) == 34999  # 50000 - ceil(0.30000000000000004 * 50000), as sklearn computes
     assert len(set(keep.tolist())) == len(keep)
-    assert torch.equal(keep, stratified_subset(labels, 0.25, seed=3))
+    assert sorted(np.bincount(CIFAR_LIKE[keep.numpy()]).tolist()) == [349] + [350] * 99
+
+
+@pytest.mark.parametrize("ratio", [0.3, 0.5, 0.7, 0.45, 0.8, 0.29, 0.51])
+def test_stratified_subset_matches_authors_split_on_unbalanced_labels(ratio):
+    # Unequal class sizes and gapped class ids. At 0.3 and 0.5 several classes tie for the
+    # last places, so sklearn's `_approximate_mode` breaks the ties with its generator; at
+    # 0.29 and 0.51 float rounding makes its second call (the held-out counts) draw too.
+    sizes = [2, 3, 3, 5, 5, 5, 7, 7, 8, 11, 11, 13, 20]
+    labels = np.random.RandomState(5).permutation(np.repeat(np.arange(len(sizes)) * 7, sizes))
+    keep = stratified_subset(torch.from_numpy(labels), ratio)
+    assert np.array_equal(keep.numpy(), _authors_subset(labels, ratio))
+
+
+def test_stratified_subset_of_ratio_one_is_everything():
+    labels = torch.from_numpy(CIFAR_LIKE[:1000])
+    assert torch.equal(stratified_subset(labels, 1.0), torch.arange(1000))
+    assert torch.equal(stratified_subset(labels, 1), torch.arange(1000))
+
+
+@pytest.mark.parametrize("ratio", [0.0, -0.5, 1.5])
+def test_stratified_subset_rejects_ratio_outside_unit_interval(ratio):
+    with pytest.raises(ValueError, match="--few-ratio") as e:
+        stratified_subset(torch.from_numpy(CIFAR_LIKE[:1000]), ratio)
+    assert str(ratio) in str(e.value)
+
+
+@pytest.mark.parametrize("ratio", [0.001, 0.999])
+def test_stratified_subset_rejects_ratios_sklearn_rejects(ratio):
+    # 0.001 keeps 50 images for 100 classes; 0.999 leaves out 51: sklearn refuses both.
     with pytest.raises(ValueError):
-        stratified_subset(labels, 0.0)
+        _authors_subset(CIFAR_LIKE, ratio)
+    with pytest.raises(ValueError, match="--few-ratio") as e:
+        stratified_subset(torch.from_numpy(CIFAR_LIKE), ratio)
+    assert "\n" not in str(e.value) and str(ratio) in str(e.value)
+
+
+def test_stratified_subset_rejects_a_class_with_one_image():
+    labels = np.array([0, 0, 1, 1, 2, 3, 3, 0, 1, 3])
+    with pytest.raises(ValueError):
+        _authors_subset(labels, 0.5)
+    with pytest.raises(ValueError, match="--few-ratio"):
+        stratified_subset(torch.from_numpy(labels), 0.5)
