@@ -84,10 +84,7 @@ def main(argv=None):
     train_loader, test_loader = make_loaders(opt, data, device, method.needs)
     opt.n_data = train_loader.num_samples
     opt.steps_per_epoch = len(train_loader)
-    teacher = teacher.to(device)
-    if opt.channels_last:
-        import torch
-        teacher = teacher.to(memory_format=torch.channels_last)
+    teacher = prepare_model(teacher, opt, device)  # device, channels_last, compile: as the student
     teacher_acc = evaluate(teacher, test_loader, device, amp=opt.amp or opt.teacher_bf16)["test_acc"]
     print(f"teacher {opt.model_t} ('{opt.path_t}'): test top-1 {teacher_acc:.2f}")
     student = prepare_model(model_dict[opt.model_s](num_classes=100), opt, device)

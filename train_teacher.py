@@ -29,6 +29,7 @@ def run_folder(opt):
 
 
 def prepare_model(model, opt, device):
+    """The model on `device`, channels_last and compiled as the options say (student and teacher)."""
     model = model.to(device)
     if opt.channels_last:
         model = model.to(memory_format=torch.channels_last)

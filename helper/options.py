@@ -48,7 +48,7 @@ def add_training_arguments(p):
                    help="device: data set on the device, batched augmentation; torch: DataLoader workers")
     g.add_argument("--amp", action="store_true", help="bf16 autocast (changes numerics)")
     g.add_argument("--channels_last", action="store_true", help="channels_last memory format")
-    g.add_argument("--compile", action="store_true", help="torch.compile the student")
+    g.add_argument("--compile", action="store_true", help="torch.compile the student (and the teacher)")
     g.add_argument("--compile_mode", type=str, default="default",
                    choices=["default", "reduce-overhead", "max-autotune"],
                    help="torch.compile mode; reduce-overhead uses CUDA graphs (GPU)")

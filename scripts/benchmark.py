@@ -353,9 +353,7 @@ def build_distiller(opt, device):
     method = METHODS[opt.distill]
     weights = resolve_weights(method, opt)
     opt.gamma, opt.alpha, opt.beta = weights["gamma"], weights["alpha"], weights["beta"]
-    teacher = model_dict[opt.model_t](num_classes=NUM_CLASSES).to(device)
-    if opt.channels_last:
-        teacher = teacher.to(memory_format=torch.channels_last)
+    teacher = prepare_model(model_dict[opt.model_t](num_classes=NUM_CLASSES).eval(), opt, device)
     student = prepare_model(model_dict[opt.model_s](num_classes=NUM_CLASSES), opt, device)
     distiller = method(student, teacher, opt).to(device)
     optimizer = make_optimizer(distiller.trainable_parameters(), opt, device)

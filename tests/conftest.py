@@ -18,3 +18,21 @@ def tiny_cifar(tmp_path_factory):
     folder = tmp_path_factory.mktemp("data")
     make_synthetic_cifar100(str(folder), train_per_class=10, test_per_class=2, seed=0)
     return folder
+
+
+@pytest.fixture
+def eager_compile(monkeypatch):
+    """`nn.Module.compile` with dynamo's "eager" backend: the real tracing and guards, without
+    inductor's code generation (minutes on a 2-core CPU). Returns the list of compile kwargs."""
+    calls = []
+    original = torch.nn.Module.compile
+
+    def traced_eagerly(self, *args, **kwargs):
+        calls.append(dict(kwargs))
+        kwargs.pop("mode", None)  # modes are inductor options
+        return original(self, *args, **{**kwargs, "backend": "eager"})
+
+    monkeypatch.setattr(torch.nn.Module, "compile", traced_eagerly)
+    torch._dynamo.reset()
+    yield calls
+    torch._dynamo.reset()

@@ -164,3 +164,17 @@ def test_few_ratio_trains_on_the_authors_subset(teacher_ckpt, tiny_cifar, tmp_pa
     assert "500 training images" in out  # 10 per class x 100 classes, half kept
     with pytest.raises(UsageError, match="--few-ratio 0.05 keeps 50 of 1000 images"):
         train_student.main(student_args(teacher_ckpt, tiny_cifar, tmp_path / "bad", "packd", "--few-ratio", "0.05"))
+
+
+@pytest.mark.parametrize("method", ["kd", "packd"])
+def test_compile_covers_student_and_teacher(method, teacher_ckpt, tiny_cifar, tmp_path, eager_compile):
+    """--compile compiles the teacher too (its forward is half of a step's kernel launches), both
+    with static shapes; dynamo traces both for a real epoch and the checkpoints keep plain keys."""
+    train_student.main(student_args(teacher_ckpt, tiny_cifar, tmp_path, method, "--compile"))
+    assert eager_compile == [{"mode": "default", "dynamic": False}] * 2
+    run = tmp_path / "student_model" / os.listdir(tmp_path / "student_model")[0]
+    rows = [json.loads(line) for line in open(run / "metrics.jsonl")]
+    assert rows and all(torch.isfinite(torch.tensor([r["train_loss"], r["test_loss"]])).all() for r in rows)
+    ckpt = torch.load(run / "resnet8_last.pth", map_location="cpu", weights_only=True)
+    from models import model_dict
+    model_dict["resnet8"](num_classes=100).load_state_dict(ckpt["model"])
