@@ -18,71 +18,91 @@ from helper.util import topk_correct
 
 
 class EpochStats:
-    """Running sums of one epoch, on the device."""
+    """Running sums of one epoch, on the device.
 
-    def __init__(self, device, term_names=()):
-        z = lambda: torch.zeros((), device=device, dtype=torch.float64)
-        self.loss, self.correct, self.count = z(), z(), z()
-        self.terms = {}
-        self.bad_step = torch.full((), -1, device=device, dtype=torch.int64)
-        self.bad_terms = None
+    A GPU step is bound by kernel launches, so `add` keeps to about 15 small ops: the loss
+    and its terms stacked into one float64 vector, the top-1 hits, and the first
+    non-finite step with its values. The sample count lives on the host.
+    """
+
+    def __init__(self, device):
+        self.device = torch.device(device)
         self._names = []
+        self.sums = None  # float64 [loss * n, term * n ..., top-1 hits], created by the first add
+        self.bad = None   # float64 [first non-finite step (-1: none), its loss, its terms ...]
+        self.count = 0
         self.steps = 0
         self._host_flag = self._flag_event = None
-        if torch.device(device).type == "cuda":
-            self._host_flag = torch.full((), -1, dtype=torch.int64, pin_memory=True)
+        if self.device.type == "cuda":
+            self._host_flag = torch.full((), -1.0, dtype=torch.float64, pin_memory=True)
             self._flag_event = torch.cuda.Event()
+
+    def _allocate(self, names, device):
+        self._names = list(names)
+        width = len(self._names) + 2
+        self.sums = torch.zeros(width, dtype=torch.float64, device=device)
+        self.bad = torch.full((width,), -1.0, dtype=torch.float64, device=device)
 
     def add(self, step, loss, terms, logits, labels):
         n = labels.shape[0]
-        loss = loss.detach()
-        self.loss += loss.double() * n
-        self.correct += topk_correct(logits.detach(), labels)[0]
+        values = torch.stack([loss.detach().float(), *(v.detach().float() for v in terms.values())]).double()
+        if self.sums is None:
+            self._allocate(terms, values.device)
+        self.sums[:-1].add_(values, alpha=n)
+        self.sums[-1:].add_(topk_correct(logits.detach(), labels)[0])
+        first_bad = torch.logical_and(self.bad[0] < 0, values[0].isfinite().logical_not())
+        self.bad = torch.where(first_bad, torch.cat([values.new_full((1,), step), values]), self.bad)
         self.count += n
-        for k, v in terms.items():
-            if k not in self.terms:
-                self.terms[k] = torch.zeros_like(self.loss)
-            self.terms[k] += v.detach().double() * n
-        values = torch.stack([v.detach().float() for v in terms.values()])
-        if self.bad_terms is None:
-            self.bad_terms = torch.zeros_like(values)
-        first_bad = (self.bad_step < 0) & ~torch.isfinite(loss)
-        self.bad_step = torch.where(first_bad, torch.full_like(self.bad_step, step), self.bad_step)
-        self.bad_terms = torch.where(first_bad, values, self.bad_terms)
-        self._names = list(terms)
         self.steps += 1
         if self._host_flag is not None:
-            self._host_flag.copy_(self.bad_step, non_blocking=True)
+            self._host_flag.copy_(self.bad[0], non_blocking=True)
             self._flag_event.record()
 
     def poll_finite(self, epoch, total=None):
         """Without waiting for the device: raise NonFiniteLoss if a bad step is already known."""
-        if self.bad_step.device.type == "cpu":
+        if self.device.type == "cpu":
             return self.check_finite(epoch, total)
-        if self._host_flag is not None and self._flag_event.query() and int(self._host_flag) >= 0:
+        if self._host_flag is not None and self._flag_event.query() and float(self._host_flag) >= 0:
             self.check_finite(epoch, total)
 
     def check_finite(self, epoch, total=None):
         """Host sync: raise NonFiniteLoss if any step so far had a non-finite loss."""
-        step = int(self.bad_step)
-        if step >= 0:
-            raise NonFiniteLoss(epoch, step + 1, dict(zip(self._names, self.bad_terms.tolist())), total)
+        if self.bad is None:
+            return
+        bad = self.bad.tolist()
+        if bad[0] >= 0:
+            raise NonFiniteLoss(epoch, int(bad[0]) + 1, dict(zip(self._names, bad[2:])), total)
+
+    def running(self):
+        """(mean loss, top-1 %) so far: one host read."""
+        if self.sums is None:
+            return 0.0, 0.0
+        sums = self.sums.tolist()
+        count = max(self.count, 1)
+        return sums[0] / count, 100.0 * sums[-1] / count
 
     def summary(self):
-        count = max(float(self.count), 1.0)
-        out = {"train_loss": float(self.loss) / count, "train_acc": 100.0 * float(self.correct) / count}
-        out.update({f"loss_{k}": float(v) / count for k, v in self.terms.items()})
+        count = max(self.count, 1)
+        sums = self.sums.tolist() if self.sums is not None else [0.0, 0.0]
+        out = {"train_loss": sums[0] / count, "train_acc": 100.0 * sums[-1] / count}
+        out.update({f"loss_{k}": v / count for k, v in zip(self._names, sums[1:-1])})
         return out
 
     def state_dict(self):
-        return {"loss": self.loss, "correct": self.correct, "count": self.count, "terms": dict(self.terms),
-                "steps": self.steps}
+        """The layout of earlier versions (checkpoints stay interchangeable)."""
+        zero = torch.zeros((), dtype=torch.float64, device=self.device)
+        sums = self.sums if self.sums is not None else torch.zeros(2, dtype=torch.float64, device=self.device)
+        return {"loss": sums[0].clone(), "correct": sums[-1].clone(), "count": zero + self.count,
+                "terms": {k: sums[1 + i].clone() for i, k in enumerate(self._names)}, "steps": self.steps}
 
     def load_state_dict(self, s):
-        dev = self.loss.device
-        self.loss, self.correct, self.count = s["loss"].to(dev), s["correct"].to(dev), s["count"].to(dev)
-        self.terms = {k: v.to(dev) for k, v in s["terms"].items()}
-        self.steps = s["steps"]
+        self.count, self.steps = int(round(float(s["count"]))), s["steps"]
+        self.sums = self.bad = None
+        self._names = []
+        if s["terms"] or self.steps:
+            self._allocate(s["terms"], self.device)
+            parts = [s["loss"], *s["terms"].values(), s["correct"]]
+            self.sums.copy_(torch.stack([p.to(self.device, torch.float64) for p in parts]))
 
 
 def autocast_context(device, amp):

@@ -98,9 +98,8 @@ class Progress:
     def update_to(self, n, stats):
         if self.bar is not None:
             self.bar.n = n
-            count = max(float(stats.count), 1.0)
-            self.bar.set_postfix(loss=f"{float(stats.loss) / count:.3f}",
-                                 acc=f"{100 * float(stats.correct) / count:.1f}")
+            loss, acc = stats.running()
+            self.bar.set_postfix(loss=f"{loss:.3f}", acc=f"{acc:.1f}")
 
     def close(self):
         if self.bar is not None:

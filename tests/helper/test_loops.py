@@ -165,3 +165,25 @@ def test_epoch_stats_state_round_trip():
     copy.load_state_dict(stats.state_dict())
     assert copy.summary() == stats.summary() and copy.steps == 1
     copy.check_finite(1)  # finite: nothing raised
+
+
+def test_epoch_stats_resumed_mid_epoch_sums_like_one_pass():
+    """Stats saved after step 1 and loaded into a fresh object continue exactly like the original."""
+    g = torch.Generator().manual_seed(0)
+    steps = [(torch.rand((), generator=g), {"cls": torch.rand((), generator=g), "kd": torch.rand((), generator=g)},
+              torch.randn(8, NUM_CLASSES, generator=g), torch.randint(0, NUM_CLASSES, (8,), generator=g))
+             for _ in range(3)]
+    whole = EpochStats(torch.device("cpu"))
+    for i, s in enumerate(steps):
+        whole.add(i, *s)
+    first = EpochStats(torch.device("cpu"))
+    first.add(0, *steps[0])
+    resumed = EpochStats(torch.device("cpu"))
+    resumed.load_state_dict(first.state_dict())
+    for i, s in enumerate(steps[1:], start=1):
+        resumed.add(i, *s)
+    assert resumed.summary() == whole.summary() and resumed.steps == whole.steps == 3
+    assert resumed.count == 24 and resumed.running() == (whole.summary()["train_loss"], whole.summary()["train_acc"])
+    empty = EpochStats(torch.device("cpu"))
+    empty.load_state_dict(EpochStats(torch.device("cpu")).state_dict())  # saved before any step
+    assert empty.summary() == {"train_loss": 0.0, "train_acc": 0.0} and empty.running() == (0.0, 0.0)
