@@ -61,7 +61,7 @@ def run_folder(opt):
 
 def main(argv=None):
     from dataset import load_data, make_loaders
-    from distiller_zoo import METHODS
+    from distiller_zoo import METHODS, flags_without_effect
     from distiller_zoo._base import resolve_weights
     from helper.loops import evaluate
     from helper.teacher import load_teacher, weights_fingerprint
@@ -70,6 +70,8 @@ def main(argv=None):
     from train_teacher import prepare_model
 
     opt = parse_args(argv)
+    for flag, reason in flags_without_effect(opt).items():
+        print(f"note: {flag} is accepted for the PACKD authors' commands but has no effect: {reason}")
     method = METHODS[opt.distill]
     device = resolve_device(opt.device)
     teacher, opt.model_t = load_teacher(opt.path_t, opt.model_t, trust=opt.trust_checkpoint)

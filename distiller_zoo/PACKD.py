@@ -469,7 +469,38 @@ def add_packd_arguments(parser):
                    help="variant: no forward-only first epoch (momentum is still 0 for one epoch)")
     g.add_argument("--head_cache_dir", type=str, default=DEFAULT_HEAD_CACHE_DIR,
                    help="folder of the cached teacher projection heads (<model_t>_embed.pth)")
+    g = parser.add_argument_group("PACKD authors' flags accepted without effect (as in their code)")
+    # run_distill.sh passes `--pos_k ${pos_k}` with pos_k never set: a bare --pos_k is accepted
+    g.add_argument("--pos_k", type=int, nargs="?", const=-1, default=None, help=NO_EFFECT_FLAGS["pos_k"])
+    g.add_argument("--ncls", type=_hundred_classes, default=None, help="class count: 100 (CIFAR-100) only")
+    g.add_argument("--loader_type", type=str, default=None, help=NO_EFFECT_FLAGS["loader_type"])
+    g.add_argument("--pr_w", type=float, default=None, help=NO_EFFECT_FLAGS["pr_w"])
+    g.add_argument("--loss_margin", type=float, default=None, help=NO_EFFECT_FLAGS["loss_margin"])
+    g.add_argument("--t_gamma", type=float, default=None, help=NO_EFFECT_FLAGS["t_gamma"])
+    g.add_argument("--t-milestones", "--t_milestones", dest="t_milestones", type=int, nargs="+", default=None,
+                   help=NO_EFFECT_FLAGS["t_milestones"])
+    g.add_argument("--t_save_folder", type=str, default=None, help=NO_EFFECT_FLAGS["t_save_folder"])
     return parser
+
+
+# Flags of the authors' train_student.py that change nothing there either; accepted so their
+# commands run unchanged, and named in a start-up note when given.
+NO_EFFECT_FLAGS = {
+    "pos_k": "their loader draws pos_k same-class samples that their loss never reads",
+    "loader_type": "packd always builds its multi-view batches",
+    "pr_w": "unused by their loss",
+    "loss_margin": "unused by their loss",
+    "t_gamma": "their head's MultiStepLR is never stepped: the head rate stays --t-lr",
+    "t_milestones": "their head's MultiStepLR is never stepped: the head rate stays --t-lr",
+    "t_save_folder": "unused by their code (the head cache is --head_cache_dir here)",
+}
+
+
+def _hundred_classes(text):
+    value = int(text)
+    if value != 100:
+        raise argparse.ArgumentTypeError(f"only CIFAR-100 is supported (100 classes), got --ncls {text}")
+    return value
 
 
 def _few_ratio(text):

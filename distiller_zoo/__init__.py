@@ -47,3 +47,15 @@ def add_method_arguments(parser):
         add = getattr(module, f"add_{file.lower()}_arguments", None)
         if add is not None:
             add(parser)
+
+
+def flags_without_effect(opt):
+    """Flags given on the command line that a method accepts for compatibility but ignores,
+    as {flag: reason}: each method file may list them in a `NO_EFFECT_FLAGS` dict."""
+    given = {}
+    for file in _METHOD_FILES:
+        module = importlib.import_module(f"distiller_zoo.{file}")
+        for name, reason in getattr(module, "NO_EFFECT_FLAGS", {}).items():
+            if getattr(opt, name, None) is not None:
+                given["--" + name] = reason
+    return given

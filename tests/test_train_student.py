@@ -178,3 +178,26 @@ def test_compile_covers_student_and_teacher(method, teacher_ckpt, tiny_cifar, tm
     ckpt = torch.load(run / "resnet8_last.pth", map_location="cpu", weights_only=True)
     from models import model_dict
     model_dict["resnet8"](num_classes=100).load_state_dict(ckpt["model"])
+
+
+def test_the_authors_run_distill_command_runs_unchanged(teacher_ckpt, tiny_cifar, tmp_path, capsys):
+    """PACKD's scripts/run_distill.sh line, with its never-set ${pos_k} expanding to nothing,
+    plus flags of their argparse that do nothing there either (named in a note here)."""
+    authors = ("--dataset cifar100 --path_t {t} --distill PACKDCONLoss --model_s resnet8 --pos_k "
+               "--save_dir {save} -r 1 -a 1 --alpha_aug 1 -b 0.8 --mixup_num 3 --trial 0").format(
+        t=teacher_ckpt, save=tmp_path).split()
+    ours = ["--epochs", "1", "--batch_size", "100", "--data_folder", str(tiny_cifar), "--device", "cpu",
+            "--no_progress", "--no_tensorboard", "--nce_k", "16", "--t-epoch", "1",
+            "--head_cache_dir", str(tmp_path / "heads"), "--pr_w", "10", "--t-milestones", "30", "45",
+            "--ncls", "100", "--loader_type", "MPKD"]
+    train_student.main(authors + ours)
+    out = capsys.readouterr().out
+    for flag in ("--pos_k", "--pr_w", "--t_milestones", "--loader_type"):
+        assert f"note: {flag} is accepted" in out
+    assert "--ncls" not in out  # a real setting (checked), not an ignored one
+    run = tmp_path / "student_model" / "S:resnet8_T:resnet8_cifar100_packd_r:1.0_a:1.0_b:0.8_0"
+    assert os.path.isfile(run / "summary.json")
+    with pytest.raises(SystemExit) as e:
+        train_student.parse_args(["--path_t", str(teacher_ckpt), "--ncls", "10"])
+    assert e.value.code == 2
+    assert "100 classes" in capsys.readouterr().err
