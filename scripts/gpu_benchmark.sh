@@ -8,6 +8,12 @@
 # scripts/benchmark.py --json; a failed or skipped row writes {"label": ..., "failed": true})
 # and prints a summary table at the end. OUT.jsonl is overwritten.
 #
+# First, smoke runs of the real scripts on the device (train_teacher.py, then train_student.py
+# kd / crd / packd for one epoch on a generated data set, --amp --channels_last; at the end,
+# if time is left, kd with --compile --compile_mode reduce-overhead for two epochs): they
+# check the CUDA paths end to end (data on the device, evaluation, checkpoints) and write
+# {"label": "smoke_...", "smoke": true, "ok": true, "seconds": S} rows.
+#
 # Rows (each fp32, then with --amp --channels_last):
 #   kd    resnet56   -> resnet20    (first row also times the data path and the levers)
 #   kd    resnet32x4 -> resnet8x4   (levers)
@@ -102,6 +108,33 @@ row() {
     fi
 }
 
+# smoke LABEL LIMIT_S SCRIPT ARGS...: one run of a real training script on the device.
+smoke() {
+    label=$1
+    limit=$2
+    shift 2
+    left=$(time_left)
+    if [ "$left" -lt 20 ]; then
+        echo "== $label: skipped (DEADLINE reached)"
+        record_skip "$label"
+        return 0
+    fi
+    [ "$limit" -gt "$left" ] && limit=$left
+    echo "== $label (limit ${limit}s)"
+    t0=$(date +%s)
+    # shellcheck disable=SC2086
+    if timeout "$limit" $PYTHON "$@" --device "$DEVICE" --no_progress --no_tensorboard \
+        >"$tmp/$label.out" 2>"$tmp/$label.err"; then
+        grep -E '^(finished|teacher )' "$tmp/$label.out" | sed 's/^/   /'
+        printf '{"label": "%s", "smoke": true, "ok": true, "seconds": %s}\n' "$label" $(($(date +%s) - t0)) >>"$OUT"
+    else
+        rc=$?
+        echo "   FAILED (exit $rc$([ "$rc" -eq 124 ] && echo ': timeout')); last lines of stderr:"
+        tail -n 5 "$tmp/$label.err" | sed 's/^/   /'
+        record_failure "$label" "exit $rc"
+    fi
+}
+
 # concurrent N: N kd resnet56 -> resnet20 jobs at once on the same GPU.
 concurrent() {
     n=$1
@@ -139,6 +172,16 @@ concurrent() {
     done
 }
 
+smoke_dir="$tmp/smoke"
+smoke_teacher="$smoke_dir/save/models/resnet8_cifar100_lr_0.05_decay_0.0005_trial_0/resnet8_last.pth"
+smoke smoke_teacher 60 train_teacher.py --model resnet8 --epochs 1 --generate_data \
+    --data_folder "$smoke_dir/data" --save_dir "$smoke_dir/save"
+for method in kd crd packd; do
+    smoke "smoke_$method" 60 train_student.py --path_t "$smoke_teacher" --model_s resnet8 --distill "$method" \
+        --epochs 1 --data_folder "$smoke_dir/data" --save_dir "$smoke_dir/save" --nce_k 256 --t-epoch 1 \
+        --head_cache_dir "$smoke_dir/heads" --amp --channels_last
+done
+
 row kd_r56_r20 60 --distill kd --model_t resnet56 --model_s resnet20 --data_workers 0,2,4,8 --levers
 row kd_r56_r20_amp_cl 45 --distill kd --model_t resnet56 --model_s resnet20 --amp --channels_last --skip_data_path
 row kd_r32x4_r8x4 60 --distill kd --model_t resnet32x4 --model_s resnet8x4 --levers --skip_data_path
@@ -162,6 +205,9 @@ if [ "$COMPILE" != 0 ]; then
         --compile --skip_data_path
     row kd_r56_r20_amp_cl_cudagraphs 120 --distill kd --model_t resnet56 --model_s resnet20 --amp --channels_last \
         --compile --compile_mode reduce-overhead --skip_data_path
+    smoke smoke_kd_cudagraphs 120 train_student.py --path_t "$smoke_teacher" --model_s resnet8 --distill kd \
+        --epochs 2 --data_folder "$smoke_dir/data" --save_dir "$smoke_dir/save_cg" --compile \
+        --compile_mode reduce-overhead
 fi
 row kd_r32x4_r8x4_tbf16_cl 45 --distill kd --model_t resnet32x4 --model_s resnet8x4 --teacher_bf16 \
     --channels_last --skip_data_path
@@ -177,6 +223,9 @@ groups = {}
 for r in rows:
     if r.get("failed"):
         print(f"{r['label']:34} {'failed: ' + r.get('reason', ''):>40}")
+        continue
+    if r.get("smoke"):
+        print(f"{r['label']:34} {'ok (real script, ' + str(r['seconds']) + ' s)':>40}")
         continue
     label = r.get("label") or r["method"]
     if "_concurrent_" in label:
