@@ -81,8 +81,10 @@ record_skip() {  # LABEL
     skipped=$((skipped + 1))
 }
 
-# row LABEL LIMIT_S BENCHMARK_ARGS...: one benchmark run, its JSON line appended to OUT.
-row() {
+# limited LABEL LIMIT_S COMMAND...: run COMMAND under the row's time limit (capped by DEADLINE),
+# stdout/stderr to $tmp/LABEL.out/.err. Returns 0 on success, 1 on failure (recorded), 2 when
+# skipped because DEADLINE is reached (recorded).
+limited() {
     label=$1
     limit=$2
     shift 2
@@ -90,21 +92,30 @@ row() {
     if [ "$left" -lt 20 ]; then
         echo "== $label: skipped (DEADLINE reached)"
         record_skip "$label"
-        return 0
+        return 2
     fi
     [ "$limit" -gt "$left" ] && limit=$left
     echo "== $label (limit ${limit}s)"
+    timeout "$limit" "$@" >"$tmp/$label.out" 2>"$tmp/$label.err"
+    rc=$?
+    [ "$rc" -eq 0 ] && return 0
+    echo "   FAILED (exit $rc$([ "$rc" -eq 124 ] && echo ': timeout')); last lines of stderr:"
+    tail -n 5 "$tmp/$label.err" | sed 's/^/   /'
+    record_failure "$label" "exit $rc"
+    return 1
+}
+
+# row LABEL LIMIT_S BENCHMARK_ARGS...: one benchmark run, its JSON line appended to OUT.
+row() {
+    label=$1
+    limit=$2
+    shift 2
     # shellcheck disable=SC2086
-    if timeout "$limit" $PYTHON scripts/benchmark.py --device "$DEVICE" --json --label "$label" \
-        --steps "$STEPS" --warmup "$WARMUP" "$@" $BENCH_ARGS >"$tmp/$label.out" 2>"$tmp/$label.err"; then
+    if limited "$label" "$limit" $PYTHON scripts/benchmark.py --device "$DEVICE" --json --label "$label" \
+        --steps "$STEPS" --warmup "$WARMUP" "$@" $BENCH_ARGS; then
         grep -E '^(training step|epoch|projected|data path|host syncs|negative|memory-bank|sinkhorn|levers|peak)' \
             "$tmp/$label.out" | sed 's/^/   /'
         tail -n 1 "$tmp/$label.out" >>"$OUT"
-    else
-        rc=$?
-        echo "   FAILED (exit $rc$([ "$rc" -eq 124 ] && echo ': timeout')); last lines of stderr:"
-        tail -n 5 "$tmp/$label.err" | sed 's/^/   /'
-        record_failure "$label" "exit $rc"
     fi
 }
 
@@ -113,25 +124,11 @@ smoke() {
     label=$1
     limit=$2
     shift 2
-    left=$(time_left)
-    if [ "$left" -lt 20 ]; then
-        echo "== $label: skipped (DEADLINE reached)"
-        record_skip "$label"
-        return 0
-    fi
-    [ "$limit" -gt "$left" ] && limit=$left
-    echo "== $label (limit ${limit}s)"
     t0=$(date +%s)
     # shellcheck disable=SC2086
-    if timeout "$limit" $PYTHON "$@" --device "$DEVICE" --no_progress --no_tensorboard \
-        >"$tmp/$label.out" 2>"$tmp/$label.err"; then
+    if limited "$label" "$limit" $PYTHON "$@" --device "$DEVICE" --no_progress --no_tensorboard; then
         grep -E '^(finished|teacher )' "$tmp/$label.out" | sed 's/^/   /'
         printf '{"label": "%s", "smoke": true, "ok": true, "seconds": %s}\n' "$label" $(($(date +%s) - t0)) >>"$OUT"
-    else
-        rc=$?
-        echo "   FAILED (exit $rc$([ "$rc" -eq 124 ] && echo ': timeout')); last lines of stderr:"
-        tail -n 5 "$tmp/$label.err" | sed 's/^/   /'
-        record_failure "$label" "exit $rc"
     fi
 }
 
