@@ -1,6 +1,6 @@
 #!/bin/sh
-# The GPU rows of BENCHMARK.md, on a machine with one GPU (sized for an H100: an estimated
-# 5 to 6 minutes, never more than DEADLINE seconds of rows).
+# The GPU rows of BENCHMARK.md, on a machine with one GPU (sized for an H100: the rows stop
+# at DEADLINE seconds, 420 by default; the later variants may be cut).
 #
 # Usage:  sh scripts/gpu_benchmark.sh OUT.jsonl
 #
@@ -14,16 +14,17 @@
 # check the CUDA paths end to end (data on the device, evaluation, checkpoints) and write
 # {"label": "smoke_...", "smoke": true, "ok": true, "seconds": S} rows.
 #
-# Rows (each fp32, then with --amp --channels_last):
-#   kd    resnet56   -> resnet20    (first row also times the data path and the levers)
-#   kd    resnet32x4 -> resnet8x4   (levers)
-#   crd   resnet56   -> resnet20, resnet32x4 -> resnet8x4   (16384 negatives)
-#   packd resnet32x4 -> resnet8x4   (4 views: --mixup_num 3, 16384 negatives)
-#   kd    resnet56   -> resnet20 with --compile (amp + channels_last), if time is left
-#   kd and packd resnet32x4 -> resnet8x4 with --teacher_bf16 --channels_last (student in
-#   float32), last, if time is left
+# Rows, in this order (the targets first, so that a DEADLINE cut drops only variants):
+#   kd    resnet56   -> resnet20    fp32 (also the data path and the levers), --amp --channels_last,
+#                                   and with --compile --compile_mode reduce-overhead (CUDA graphs)
+#   kd    resnet32x4 -> resnet8x4   --amp --channels_last
+#   crd   resnet56   -> resnet20, resnet32x4 -> resnet8x4   --amp --channels_last (16384 negatives)
+#   packd resnet32x4 -> resnet8x4   --amp --channels_last (4 views: --mixup_num 3, 16384 negatives)
 #   1, 2 and 4 concurrent kd resnet56 -> resnet20 jobs (aggregate images/s; the jobs
 #   meet at a barrier after warm-up so their timed windows overlap)
+#   then variants: fp32 kd r32x4, crd r56 (with its data path), crd r32x4, packd (levers);
+#   the CUDA-graph smoke run; kd --compile default mode; kd and packd resnet32x4 -> resnet8x4
+#   with --teacher_bf16 --channels_last (student in float32)
 #
 # Targets (240 epochs, test evaluation included): kd r56->r20 <= 3 min, kd r32x4->r8x4
 # <= 5 min, crd <= 1.3 x kd, packd r32x4->r8x4 <= 12 min.
@@ -179,32 +180,37 @@ for method in kd crd packd; do
         --head_cache_dir "$smoke_dir/heads" --amp --channels_last
 done
 
+# Most decision-relevant rows first (the KD 3-min candidates, then one row per target), so a
+# DEADLINE cut drops the variants, not the targets.
 row kd_r56_r20 60 --distill kd --model_t resnet56 --model_s resnet20 --data_workers 0,2,4,8 --levers
 row kd_r56_r20_amp_cl 45 --distill kd --model_t resnet56 --model_s resnet20 --amp --channels_last --skip_data_path
-row kd_r32x4_r8x4 60 --distill kd --model_t resnet32x4 --model_s resnet8x4 --levers --skip_data_path
+if [ "$COMPILE" != 0 ]; then
+    row kd_r56_r20_amp_cl_cudagraphs 120 --distill kd --model_t resnet56 --model_s resnet20 --amp --channels_last \
+        --compile --compile_mode reduce-overhead --skip_data_path
+fi
 row kd_r32x4_r8x4_amp_cl 45 --distill kd --model_t resnet32x4 --model_s resnet8x4 --amp --channels_last \
     --skip_data_path
-row crd_r56_r20 45 --distill crd --model_t resnet56 --model_s resnet20 --nce_k 16384
 row crd_r56_r20_amp_cl 45 --distill crd --model_t resnet56 --model_s resnet20 --nce_k 16384 --amp \
     --channels_last --skip_data_path
-row crd_r32x4_r8x4 45 --distill crd --model_t resnet32x4 --model_s resnet8x4 --nce_k 16384 --skip_data_path
 row crd_r32x4_r8x4_amp_cl 45 --distill crd --model_t resnet32x4 --model_s resnet8x4 --nce_k 16384 --amp \
     --channels_last --skip_data_path
-row packd_r32x4_r8x4 75 --distill packd --model_t resnet32x4 --model_s resnet8x4 --mixup_num 3 --nce_k 16384 \
-    --pretrain_steps 50 --levers
 row packd_r32x4_r8x4_amp_cl 60 --distill packd --model_t resnet32x4 --model_s resnet8x4 --mixup_num 3 \
     --nce_k 16384 --amp --channels_last --pretrain_steps 50 --skip_data_path
 concurrent 1
 concurrent 2
 concurrent 4
+# Variants, as time allows.
+row kd_r32x4_r8x4 60 --distill kd --model_t resnet32x4 --model_s resnet8x4 --levers --skip_data_path
+row crd_r56_r20 45 --distill crd --model_t resnet56 --model_s resnet20 --nce_k 16384
+row crd_r32x4_r8x4 45 --distill crd --model_t resnet32x4 --model_s resnet8x4 --nce_k 16384 --skip_data_path
+row packd_r32x4_r8x4 75 --distill packd --model_t resnet32x4 --model_s resnet8x4 --mixup_num 3 --nce_k 16384 \
+    --pretrain_steps 50 --levers
 if [ "$COMPILE" != 0 ]; then
-    row kd_r56_r20_amp_cl_compile 120 --distill kd --model_t resnet56 --model_s resnet20 --amp --channels_last \
-        --compile --skip_data_path
-    row kd_r56_r20_amp_cl_cudagraphs 120 --distill kd --model_t resnet56 --model_s resnet20 --amp --channels_last \
-        --compile --compile_mode reduce-overhead --skip_data_path
     smoke smoke_kd_cudagraphs 120 train_student.py --path_t "$smoke_teacher" --model_s resnet8 --distill kd \
         --epochs 2 --data_folder "$smoke_dir/data" --save_dir "$smoke_dir/save_cg" --compile \
         --compile_mode reduce-overhead
+    row kd_r56_r20_amp_cl_compile 120 --distill kd --model_t resnet56 --model_s resnet20 --amp --channels_last \
+        --compile --skip_data_path
 fi
 row kd_r32x4_r8x4_tbf16_cl 45 --distill kd --model_t resnet32x4 --model_s resnet8x4 --teacher_bf16 \
     --channels_last --skip_data_path
