@@ -26,6 +26,9 @@ def add_training_arguments(p):
     g.add_argument("--tb_freq", type=int, default=500, help="accepted for compatibility; TensorBoard logs per epoch")
     g.add_argument("--save_freq", type=int, default=40, help="write ckpt_epoch_N.pth every N epochs")
     g.add_argument("--batch_size", type=int, default=64)
+    g.add_argument("--test_batch_size", type=int, default=None,
+                   help="test batches: default --batch_size on the CPU, 500 on CUDA (fewer kernel launches; "
+                        "BatchNorm is in eval mode, so the results are the same up to float rounding)")
     g.add_argument("--num_workers", type=int, default=8, help="DataLoader workers (--loader torch only)")
     g.add_argument("--epochs", type=int, default=240)
     g.add_argument("--learning_rate", type=float, default=None,
@@ -86,6 +89,8 @@ def finalize_training_arguments(opt, model_for_lr):
     opt.lr_decay_epochs = parse_milestones(opt.lr_decay_epochs)
     if opt.batch_size <= 0:
         raise UsageError(f"--batch_size must be positive, got {opt.batch_size}")
+    if opt.test_batch_size is not None and opt.test_batch_size <= 0:
+        raise UsageError(f"--test_batch_size must be positive, got {opt.test_batch_size}")
     if opt.epochs <= 0:
         raise UsageError(f"--epochs must be positive, got {opt.epochs}")
     if opt.print_freq <= 0:

@@ -406,7 +406,7 @@ def time_evaluation(distiller, test_loader, args, opt, device):
     seconds = timed_best(lambda: evaluate(distiller, FirstSteps(test_loader, batches), device, amp=opt.amp), device,
                          args.repeats)
     return {"ms_per_batch": 1000.0 * seconds / batches, "batches_timed": batches,
-            "epoch_s": seconds / batches * len(test_loader)}
+            "batch_size": test_loader.batch_size, "epoch_s": seconds / batches * len(test_loader)}
 
 
 def time_pretrain(distiller, train_loader, args, opt, device):

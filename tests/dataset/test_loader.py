@@ -96,3 +96,27 @@ def test_cutout_zeroes_a_clipped_square():
     rows, cols = zeros.any(dim=1).nonzero().flatten(), zeros.any(dim=0).nonzero().flatten()
     assert int(zeros.sum()) == len(rows) * len(cols)  # one axis-aligned rectangle
     assert torch.equal(img, torch.ones(3, 32, 32))  # input untouched
+
+
+def test_test_batch_size_rule():
+    """--test_batch_size wins; else --batch_size on the CPU and 500 on CUDA (fewer launches there)."""
+    import argparse
+    from dataset import CUDA_TEST_BATCH, make_loaders, test_batch_size
+    opt = argparse.Namespace(batch_size=64, test_batch_size=None)
+    assert test_batch_size(opt, "cpu") == 64
+    assert test_batch_size(opt, "cuda") == test_batch_size(opt, torch.device("cuda:1")) == CUDA_TEST_BATCH == 500
+    assert 10_000 % CUDA_TEST_BATCH == 0  # CIFAR-100's test set: no partial batch on CUDA
+    opt.test_batch_size = 7
+    assert test_batch_size(opt, "cpu") == test_batch_size(opt, "cuda") == 7
+    x = torch.zeros(20, 3, 32, 32, dtype=torch.uint8)
+    y = torch.arange(20) % 10
+    opt = argparse.Namespace(batch_size=4, test_batch_size=8, loader="device", dataset="cifar100", seed=0)
+    _, test = make_loaders(opt, {"train": (x, y), "test": (x, y)}, torch.device("cpu"))
+    assert [len(b) for b in test] == [8, 8, 4]
+
+
+def test_bad_test_batch_size_is_a_usage_error():
+    from helper.errors import UsageError
+    import train_teacher
+    with pytest.raises(UsageError, match="--test_batch_size must be positive"):
+        train_teacher.parse_args(["--model", "resnet8", "--test_batch_size", "0"])
