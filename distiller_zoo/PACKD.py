@@ -395,6 +395,10 @@ class PACKDDistiller(Distiller):
             state = torch.load(path, map_location="cpu", weights_only=True)
             self.load_head_state(state.get("model", state), path)
             log(f"packd: loaded the teacher projection head from {path}")
+            cached_bf16 = state.get("teacher_bf16")  # absent in the authors' files and older caches
+            if cached_bf16 is not None and bool(cached_bf16) != self.teacher_bf16:
+                log(f"packd: note: that head was trained on {'bf16' if cached_bf16 else 'float32'} teacher features, "
+                    f"this run uses {'bf16' if self.teacher_bf16 else 'float32'} ones (delete the file to retrain)")
             return path
         t_epoch = int(_opt(opt, "t_epoch", 60))
         head = self.teacher_head
@@ -430,7 +434,7 @@ class PACKDDistiller(Distiller):
             optimizer.zero_grad(set_to_none=True)
             head.requires_grad_(False)
             self.train(was_training)
-        _atomic_save({"model": self.head_state(), "epoch": t_epoch}, path)
+        _atomic_save({"model": self.head_state(), "epoch": t_epoch, "teacher_bf16": self.teacher_bf16}, path)
         log(f"packd: saved the teacher projection head to {path}")
         return path
 

@@ -408,3 +408,18 @@ def test_a_run_waits_for_a_concurrent_head_training_then_loads_its_head(tmp_path
     assert not worker.is_alive() and not errors
     assert loader.iterations == 0, "the waiting run trained the head again instead of loading it"
     assert all(torch.equal(p, torch.full_like(p, 0.25)) for p in waiting.teacher_head.parameters())
+
+
+def test_head_cache_records_the_teachers_precision(tmp_path):
+    """A head trained on bf16 teacher features (--teacher_bf16) says so when a float32 run loads it."""
+    bf16, fp32 = make_opt(tmp_path, teacher_bf16=True), make_opt(tmp_path)
+    make_distiller(tmp_path, teacher_bf16=True).pretrain(ListLoader([make_batch(0)]), bf16, torch.device("cpu"), print)
+    saved = torch.load(head_cache_path(bf16.head_cache_dir, "tinyT"), map_location="cpu", weights_only=True)
+    assert saved["teacher_bf16"] is True
+    logs = []
+    make_distiller(tmp_path).pretrain(ListLoader([make_batch(0)]), fp32, torch.device("cpu"), logs.append)
+    assert any("trained on bf16 teacher features, this run uses float32" in m for m in logs)
+    logs.clear()
+    make_distiller(tmp_path, teacher_bf16=True).pretrain(ListLoader([make_batch(0)]), bf16, torch.device("cpu"),
+                                                         logs.append)
+    assert not any("note" in m for m in logs)
