@@ -140,6 +140,8 @@ def parse_args(argv=None):
     opt = training_options(args, extra)
     if args.loader == "torch" and opt.distill == "packd":
         raise UsageError("--loader torch cannot build packd's extra views; use --loader device")
+    if args.levers and args.compile:
+        raise UsageError("--levers times eager teacher variants against each other; run it without --compile")
     return args, opt
 
 

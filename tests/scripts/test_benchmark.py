@@ -141,6 +141,7 @@ def test_options_are_train_students(bench):
     (["--distill", "packd", "--loader", "torch"], "--loader torch"),
     (["--model_t", "resnet999"], "--model_t"),
     (["--distill", "nope"], "--distill"),
+    (["--levers", "--compile"], "without --compile"),
 ])
 def test_bad_input_is_a_usage_error(bench, argv, message):
     from helper.errors import UsageError
