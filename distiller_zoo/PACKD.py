@@ -31,6 +31,11 @@ PROJ_SCALE = 16.0
 SINKHORN_MAX_ITER = 100
 # Added to the uniform marginals before the log, as in the authors' SinkhornDistance.
 MARGINAL_EPS = 1e-8
+# Iteration counts after which the host reads the convergence flag, by default. On PACKD
+# training the plan converged after 2 iterations in 159 of 160 steps (3 in the other), so a
+# doubling schedule costs one read and no wasted iteration in the usual case, and at most
+# 6 reads; a fixed period of 10 would run 8 frozen iterations (~50 kernels) every step.
+SINKHORN_CHECKS = (2, 4, 8, 16, 32, 64)
 DEFAULT_HEAD_CACHE_DIR = "save_packd_t"
 
 
@@ -38,7 +43,7 @@ DEFAULT_HEAD_CACHE_DIR = "save_packd_t"
 # Sinkhorn
 # ----------------------------------------------------------------------------------
 @torch.no_grad()
-def sinkhorn_plan(x, y, eps, err_thres, max_iter=SINKHORN_MAX_ITER, check_every=10, return_iterations=False):
+def sinkhorn_plan(x, y, eps, err_thres, max_iter=SINKHORN_MAX_ITER, check_every=None, return_iterations=False):
     """Entropic OT plan between point sets x (B, P, D) and y (B, Q, D), uniform marginals.
 
     Log-domain Sinkhorn on the squared-L2 cost, as the authors' SinkhornDistance. Their
@@ -46,7 +51,8 @@ def sinkhorn_plan(x, y, eps, err_thres, max_iter=SINKHORN_MAX_ITER, check_every=
     u, summed over points and averaged over the B problems, is below `err_thres`. Here
     the iterations run on the device with a batch-level `done` flag that freezes (u, v)
     once reached, so the result is the same as breaking out of the loop; the host only
-    looks at the flag every `check_every` iterations (0: never, always `max_iter`).
+    looks at the flag after SINKHORN_CHECKS iterations (check_every=None), or every
+    `check_every` iterations (0: never, always `max_iter`).
     """
     cost = (x.unsqueeze(-2) - y.unsqueeze(-3)).abs().pow(2).sum(-1)  # (B, P, Q)
     batch, p, q = cost.shape
@@ -58,6 +64,10 @@ def sinkhorn_plan(x, y, eps, err_thres, max_iter=SINKHORN_MAX_ITER, check_every=
     def kernel(u, v):  # M_ij = (-C_ij + u_i + v_j) / eps
         return (-cost + u.unsqueeze(-1) + v.unsqueeze(-2)) / eps
 
+    if check_every is None:
+        checks = frozenset(SINKHORN_CHECKS)
+    else:
+        checks = frozenset(range(check_every, max_iter, check_every)) if check_every else frozenset()
     done = torch.zeros((), dtype=torch.bool, device=cost.device)
     iterations = torch.zeros((), dtype=torch.long, device=cost.device)
     for it in range(max_iter):
@@ -68,7 +78,7 @@ def sinkhorn_plan(x, y, eps, err_thres, max_iter=SINKHORN_MAX_ITER, check_every=
         u = torch.where(done, u, u_next)
         v = torch.where(done, v, v_next)
         done = done | (err < err_thres)
-        if check_every and (it + 1) % check_every == 0 and it + 1 < max_iter and bool(done):
+        if (it + 1) in checks and it + 1 < max_iter and bool(done):
             break
     plan = torch.exp(kernel(u, v))
     return (plan, iterations) if return_iterations else plan
@@ -152,7 +162,7 @@ class PACKDLoss(nn.Module):
     """
 
     def __init__(self, s_dim, t_dim, feat_dim=128, n_data=None, nce_k=16384, nce_m=0.5, ops_eps=0.1,
-                 ops_err_thres=0.1, temperature=0.07, exclude_anchor=False, sinkhorn_check_every=10,
+                 ops_err_thres=0.1, temperature=0.07, exclude_anchor=False, sinkhorn_check_every=None,
                  score_mode="auto"):
         super().__init__()
         if n_data is None or n_data <= 0:
@@ -167,7 +177,7 @@ class PACKDLoss(nn.Module):
         self.ops_eps, self.ops_err_thres = float(ops_eps), float(ops_err_thres)
         self.temperature = float(temperature)
         self.exclude_anchor = bool(exclude_anchor)
-        self.sinkhorn_check_every = int(sinkhorn_check_every)
+        self.sinkhorn_check_every = None if sinkhorn_check_every is None else int(sinkhorn_check_every)
         self.score_mode = score_mode
         self.embed_s = Embed(s_dim, self.feat_dim)
         self.embed_t = Embed(t_dim, self.feat_dim, use_linear=use_teacher_linear)

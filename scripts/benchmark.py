@@ -529,7 +529,8 @@ def time_sinkhorn(distiller, views, args, opt, device):
     _, iterations = sinkhorn_plan(x, y, criterion.ops_eps, criterion.ops_err_thres,
                                   check_every=criterion.sinkhorn_check_every, return_iterations=True)
     return {"ms_per_call": 1000.0 * seconds / args.steps, "iterations": int(iterations),
-            "check_every": criterion.sinkhorn_check_every}
+            "check_every": ("2, 4, 8, ... (default)" if criterion.sinkhorn_check_every is None
+                            else criterion.sinkhorn_check_every)}
 
 
 def count_host_syncs(distiller, optimizer, loader, opt, device):

@@ -9,8 +9,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from distiller_zoo._base import Batch
-from distiller_zoo.PACKD import (PACKDDistiller, PACKDLoss, add_packd_arguments, head_cache_path,
-                                 sinkhorn_plan)
+from distiller_zoo.PACKD import (SINKHORN_CHECKS, PACKDDistiller, PACKDLoss, add_packd_arguments,
+                                 head_cache_path, sinkhorn_plan)
 from tests.reference import apply_fill, assert_stats, contrast_index, load_fixture, sin_input
 
 FIXTURE = load_fixture("losses")["packd"]
@@ -128,7 +128,7 @@ def reference_sinkhorn(x, y, eps, thresh, max_iter=100):
     return torch.exp(m(u, v)), nits
 
 
-@pytest.mark.parametrize("check_every", [0, 1, 3, 10, 100])
+@pytest.mark.parametrize("check_every", [None, 0, 1, 3, 10, 100])
 @pytest.mark.parametrize("eps, thresh", [(0.1, 0.1), (0.05, 1e-3), (0.02, 1e-6)])
 def test_sinkhorn_matches_reference_stopping_rule(check_every, eps, thresh):
     g = torch.Generator().manual_seed(0)
@@ -423,3 +423,20 @@ def test_head_cache_records_the_teachers_precision(tmp_path):
     make_distiller(tmp_path, teacher_bf16=True).pretrain(ListLoader([make_batch(0)]), bf16, torch.device("cpu"),
                                                          logs.append)
     assert not any("note" in m for m in logs)
+
+
+def test_sinkhorn_default_schedule_runs_no_frozen_iterations_when_it_converges_early(monkeypatch):
+    """PACKD's plans converge in 2-3 iterations: the default host-check schedule (2, 4, 8, ...)
+    stops at the next check, where a fixed period of 10 runs up to 8 more (frozen, same result)."""
+    g = torch.Generator().manual_seed(0)
+    x = F.normalize(torch.randn(6, 4, 16, generator=g), dim=-1)
+    y = F.normalize(torch.randn(6, 4, 16, generator=g), dim=-1)
+    calls = []
+    real = torch.logsumexp
+    monkeypatch.setattr(torch, "logsumexp", lambda *a, **k: calls.append(1) or real(*a, **k))
+    plan, iterations = sinkhorn_plan(x, y, 0.1, 0.1, return_iterations=True)
+    ran = min(c for c in SINKHORN_CHECKS if c >= int(iterations))  # the first check after convergence
+    assert int(iterations) <= 4 and len(calls) == 2 * ran < 2 * 10  # two logsumexp per iteration
+    calls.clear()
+    fixed, _ = sinkhorn_plan(x, y, 0.1, 0.1, check_every=10, return_iterations=True)
+    assert len(calls) == 2 * 10 and torch.equal(plan, fixed)
