@@ -111,12 +111,22 @@ def autocast_context(device, amp):
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
 
+def uses_cuda_graphs(opt):
+    """True when the models are compiled with CUDA graphs (`--compile --compile_mode reduce-overhead`)."""
+    return bool(getattr(opt, "compile", False)) and getattr(opt, "compile_mode", None) == "reduce-overhead"
+
+
 def train_epoch(distiller, loader, optimizer, epoch, device, *, amp=False, forward_only=False, skip=0,
-                stats=None, print_freq=100, should_stop=lambda: False, progress=None):
+                stats=None, print_freq=100, should_stop=lambda: False, progress=None, cuda_graph_steps=False):
     """One pass over `loader`. Returns (stats, steps_done, stopped_early).
 
     forward_only: no gradient, no optimizer step (PACKD's first epoch fills its memory
     and the student's BatchNorm statistics). skip: steps already done (mid-epoch resume).
+    cuda_graph_steps: mark each step's start for CUDA graphs (`uses_cuda_graphs`), so the
+    graphs' outputs of the previous step may be reused. The step calls several graphs
+    (student forward, teacher forward, student backward) and keeps none of the previous
+    step's outputs, so marking is always right; torch's own heuristic needs no mark either,
+    but says that it can guess wrong.
     """
     distiller.train()
     stats = stats or EpochStats(device)
@@ -124,6 +134,8 @@ def train_epoch(distiller, loader, optimizer, epoch, device, *, amp=False, forwa
     step = skip
     grad_context = torch.no_grad if forward_only else contextlib.nullcontext
     for step, batch in enumerate(loader.iterate(skip), start=skip):
+        if cuda_graph_steps:
+            torch.compiler.cudagraph_mark_step_begin()
         with grad_context(), autocast_context(device, amp):
             logits, terms = distiller.forward_train(batch)
             loss = sum(terms.values())

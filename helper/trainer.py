@@ -29,7 +29,7 @@ import torch
 from helper.checkpoint import (atomic_save, atomic_write_json, atomic_write_text, capture_rng, load_checkpoint, plain,
                                remove_stale_temp_files, restore_rng)
 from helper.errors import NonFiniteLoss, UsageError
-from helper.loops import EpochStats, evaluate, train_epoch
+from helper.loops import EpochStats, evaluate, train_epoch, uses_cuda_graphs
 from helper.util import learning_rate_at, set_lr
 
 LATEST = "latest.pth"
@@ -417,7 +417,7 @@ class Trainer:
             stats, steps, stopped = train_epoch(
                 self.distiller, self.train_loader, self.optimizer, epoch, self.device, amp=opt.amp,
                 forward_only=forward_only, skip=self.step, stats=stats, print_freq=opt.print_freq,
-                should_stop=stop, progress=progress)
+                should_stop=stop, progress=progress, cuda_graph_steps=uses_cuda_graphs(opt))
         finally:
             progress.close()
         if stopped:

@@ -364,11 +364,11 @@ def build_distiller(opt, device):
 
 def time_steps(distiller, optimizer, loader, args, opt, device, forward_only=False):
     """Warm-up, then `repeats` timings of `steps` steps of helper.loops.train_epoch."""
-    from helper.loops import train_epoch
+    from helper.loops import train_epoch, uses_cuda_graphs
 
     def run(steps):
         train_epoch(distiller, FirstSteps(loader, steps), optimizer, 1, device, amp=opt.amp,
-                    forward_only=forward_only, print_freq=opt.print_freq)
+                    forward_only=forward_only, print_freq=opt.print_freq, cuda_graph_steps=uses_cuda_graphs(opt))
 
     warmup_s = timed(lambda: run(args.warmup), device) if args.warmup else 0.0
     if getattr(args, "barrier", None) and not forward_only:
@@ -538,7 +538,7 @@ def count_host_syncs(distiller, optimizer, loader, opt, device):
 
     One of them is the loop's designed metric read-back at the last step of the interval.
     """
-    from helper.loops import train_epoch
+    from helper.loops import train_epoch, uses_cuda_graphs
     torch.cuda.synchronize(device)
     previous = torch.cuda.get_sync_debug_mode()
     with warnings.catch_warnings(record=True) as caught:
@@ -546,7 +546,7 @@ def count_host_syncs(distiller, optimizer, loader, opt, device):
         torch.cuda.set_sync_debug_mode("warn")
         try:
             train_epoch(distiller, FirstSteps(loader, SYNC_CHECK_STEPS), optimizer, 1, device, amp=opt.amp,
-                        print_freq=opt.print_freq)
+                        print_freq=opt.print_freq, cuda_graph_steps=uses_cuda_graphs(opt))
         finally:
             torch.cuda.set_sync_debug_mode(previous)
     syncs = [str(w.message).splitlines()[0] for w in caught if "synchroniz" in str(w.message).lower()]

@@ -1,4 +1,5 @@
 """The LR rule, milestones parsing, train_epoch and evaluate on a tiny stand-in model (in-process)."""
+import argparse
 import math
 
 import pytest
@@ -187,3 +188,22 @@ def test_epoch_stats_resumed_mid_epoch_sums_like_one_pass():
     empty = EpochStats(torch.device("cpu"))
     empty.load_state_dict(EpochStats(torch.device("cpu")).state_dict())  # saved before any step
     assert empty.summary() == {"train_loss": 0.0, "train_acc": 0.0} and empty.running() == (0.0, 0.0)
+
+
+def test_cuda_graph_steps_are_marked_once_per_step(monkeypatch):
+    """With --compile --compile_mode reduce-overhead every step starts a new CUDA-graph iteration."""
+    from helper.loops import uses_cuda_graphs
+    marks = []
+    monkeypatch.setattr(torch.compiler, "cudagraph_mark_step_begin", lambda: marks.append(1))
+    model = Distiller(nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, NUM_CLASSES)))
+    loader = DeviceLoader(torch.zeros(10, 3, 32, 32, dtype=torch.uint8), torch.arange(10) % NUM_CLASSES, 4)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    train_epoch(model, loader, optimizer, 1, torch.device("cpu"), cuda_graph_steps=True)
+    assert len(marks) == len(loader) == 3
+    train_epoch(model, loader, optimizer, 1, torch.device("cpu"))
+    assert len(marks) == 3
+    opt = argparse.Namespace(compile=True, compile_mode="reduce-overhead")
+    assert uses_cuda_graphs(opt)
+    opt.compile_mode = "default"
+    assert not uses_cuda_graphs(opt)
+    assert not uses_cuda_graphs(argparse.Namespace(compile=False, compile_mode="reduce-overhead"))
