@@ -26,10 +26,14 @@ _METHOD_FILES = ("KD", "FitNet", "AT", "SP", "CC", "VID", "RKD", "PKT", "AB", "F
                  "CRD", "PACKD")
 
 
+def _method_modules():
+    """(file name, module) of every method file, in `_METHOD_FILES` order."""
+    return [(file, importlib.import_module(f"distiller_zoo.{file}")) for file in _METHOD_FILES]
+
+
 def _collect():
     methods = {}
-    for file in _METHOD_FILES:
-        module = importlib.import_module(f"distiller_zoo.{file}")
+    for _, module in _method_modules():
         for obj in vars(module).values():
             if inspect.isclass(obj) and issubclass(obj, Distiller) and obj is not Distiller \
                     and obj.__module__ == module.__name__:
@@ -42,8 +46,7 @@ METHODS = _collect()
 
 def add_method_arguments(parser):
     """Flags that belong to one method (PACKD's), added by the method's own file."""
-    for file in _METHOD_FILES:
-        module = importlib.import_module(f"distiller_zoo.{file}")
+    for file, module in _method_modules():
         add = getattr(module, f"add_{file.lower()}_arguments", None)
         if add is not None:
             add(parser)
@@ -53,8 +56,7 @@ def flags_without_effect(opt):
     """Flags given on the command line that a method accepts for compatibility but ignores,
     as {flag: reason}: each method file may list them in a `NO_EFFECT_FLAGS` dict."""
     given = {}
-    for file in _METHOD_FILES:
-        module = importlib.import_module(f"distiller_zoo.{file}")
+    for _, module in _method_modules():
         for name, reason in getattr(module, "NO_EFFECT_FLAGS", {}).items():
             if getattr(opt, name, None) is not None:
                 given["--" + name] = reason

@@ -5,13 +5,14 @@ extra trainable modules and criterion, declares which data a batch must carry, a
 returns the student logits plus its loss terms by name, already weighted. The training
 loop sums the terms and steps; it never needs to know which method it runs.
 """
-import contextlib
 from dataclasses import dataclass, fields
 from typing import Optional
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from helper.loops import autocast_context
 
 # What a method may ask the data path for, beyond images and labels.
 INDEX = "index"                    # batch.index: (B,) positions in the training set
@@ -99,10 +100,9 @@ class Distiller(nn.Module):
         return self._teacher_output(out)
 
     def teacher_precision(self, device):
-        """bf16 autocast for the teacher with --teacher_bf16; otherwise whatever is active (e.g. --amp)."""
-        if self.teacher_bf16:
-            return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-        return contextlib.nullcontext()  # not autocast(enabled=False): that would switch --amp off
+        """bf16 autocast for the teacher with --teacher_bf16; otherwise whatever is active (e.g. --amp:
+        `autocast_context` gives a null context, not autocast(enabled=False), which would switch it off)."""
+        return autocast_context(device, self.teacher_bf16)
 
     def _teacher_output(self, t):
         t = t.detach()

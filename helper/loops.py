@@ -75,11 +75,8 @@ class EpochStats:
 
     def running(self):
         """(mean loss, top-1 %) so far: one host read."""
-        if self.sums is None:
-            return 0.0, 0.0
-        sums = self.sums.tolist()
-        count = max(self.count, 1)
-        return sums[0] / count, 100.0 * sums[-1] / count
+        summary = self.summary()
+        return summary["train_loss"], summary["train_acc"]
 
     def summary(self):
         count = max(self.count, 1)

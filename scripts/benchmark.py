@@ -109,7 +109,7 @@ def build_parser():
     p.add_argument("--amp", action="store_true", help="bf16 autocast")
     p.add_argument("--channels_last", action="store_true")
     p.add_argument("--teacher_bf16", action="store_true", help="teacher forward in bf16 autocast (student float32)")
-    p.add_argument("--compile", action="store_true", help="torch.compile the student (warm-up steps compile)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the student and the teacher (warm-up steps compile)")
     p.add_argument("--loader", choices=["device", "torch"], default="device", help="training data path")
     p.add_argument("--num_workers", type=_non_negative, default=2, help="DataLoader workers for --loader torch")
     p.add_argument("--epochs", type=_positive, default=240, help="epochs of the projected run")
