@@ -5,6 +5,14 @@ from dataset.cifar import DataError, load_cifar100, make_synthetic_cifar100, str
 from dataset.loader import DeviceLoader, TorchLoader  # noqa: F401
 
 
+def data_is_generated(opt):
+    """Whether this run trains on a generated set (one already there, or one --generate_data
+    is about to write): known before anything is read, so it is part of the run's identity."""
+    from dataset.cifar import has_cifar100, is_generated
+    return is_generated(opt.data_folder) or (bool(getattr(opt, "generate_data", False))
+                                             and not has_cifar100(opt.data_folder))
+
+
 def load_data(opt):
     """Read the data set named by the flags (generated first when --generate_data asks)."""
     from dataset.cifar import has_cifar100
@@ -34,7 +42,9 @@ def make_loaders(opt, data, device, needs=()):
     The providers are chosen by need, never by method name: negatives for contrast
     indices (CRD, PACKD), a view builder for extra views (PACKD).
     """
-    from distiller_zoo._base import CONTRAST_INDEX, VIEWS
+    from dataset.batch import CONTRAST_INDEX, VIEWS
+    from util.class_index import ClassIndex
+    from util.errors import UsageError
     train_x, train_y = data["train"]
     test_x, test_y = data["test"]
     few_ratio = getattr(opt, "few_ratio", 1.0)
@@ -42,20 +52,27 @@ def make_loaders(opt, data, device, needs=()):
         keep = stratified_subset(train_y, few_ratio)
         train_x, train_y = train_x[keep], train_y[keep]
     negatives = views = None
+    classes = ClassIndex(train_y).to(device) if {CONTRAST_INDEX, VIEWS} & set(needs) else None
     if CONTRAST_INDEX in needs:
-        from crd.sampling import NegativeSampler
-        negatives = NegativeSampler(train_y, opt.nce_k, mode=getattr(opt, "mode", "exact")).to(device)
+        from dataset.negatives import NegativeSampler
+        negatives = NegativeSampler(classes, opt.nce_k, mode=getattr(opt, "mode", "exact"))
     if VIEWS in needs:
         from dataset.views import MultiViewBuilder
         views = MultiViewBuilder(train_x.to(device), train_y.to(device), mixup_num=opt.mixup_num,
-                                 mixup_ratio=opt.mixup_ratio, mixup_rotate=opt.mixup_rotate)
-    use_torch = opt.loader == "torch" or opt.dataset == "cifar100_aug"
-    if use_torch:
+                                 mixup_ratio=opt.mixup_ratio, mixup_rotate=opt.mixup_rotate, classes=classes)
+    autoaugment = opt.dataset == "cifar100_aug"
+    if autoaugment and VIEWS in needs:
+        raise UsageError("--dataset cifar100_aug is for plain training (the authors' teacher option); a method "
+                         "that builds its own views (packd) distils on --dataset cifar100")
+    if opt.loader == "torch":
+        if autoaugment:
+            print("note: --loader torch uses torchvision's AutoAugment for cifar100_aug (fill 0, its own magnitudes); "
+                  "the default --loader device applies the PACKD authors' CIFAR10Policy (fill 128)")
         train = TorchLoader(train_x, train_y, opt.batch_size, train=True, needs=needs, negatives=negatives,
                             views=views, seed=opt.seed, device=device, num_workers=opt.num_workers,
-                            autoaugment=opt.dataset == "cifar100_aug")
+                            autoaugment=autoaugment)
     else:
         train = DeviceLoader(train_x, train_y, opt.batch_size, train=True, needs=needs, negatives=negatives,
-                             views=views, seed=opt.seed, device=device)
+                             views=views, seed=opt.seed, device=device, autoaugment=autoaugment)
     test = DeviceLoader(test_x, test_y, test_batch_size(opt, device), train=False, device=device)
     return train, test

@@ -12,12 +12,14 @@ import tarfile
 import numpy as np
 import torch
 
-from helper.errors import UsageError
+from util.errors import UsageError
 
 FOLDER = "cifar-100-python"
 ARCHIVE = "cifar-100-python.tar.gz"
 NUM_CLASSES = 100
 IMAGE_SHAPE = (3, 32, 32)
+# Written beside a generated set's files: such a set can never pass for CIFAR-100.
+GENERATED_MARKER = "GENERATED_NOT_CIFAR100.txt"
 
 
 class DataError(UsageError):
@@ -34,15 +36,38 @@ def download(data_folder):
     """Fetch and extract the official archive into `data_folder` (md5 checked)."""
     from torchvision.datasets.utils import download_and_extract_archive
     url, md5 = _archive_source()
+    created = _missing_folders(data_folder)
     os.makedirs(data_folder, exist_ok=True)
     try:
         download_and_extract_archive(url, data_folder, filename=ARCHIVE, md5=md5)
     except Exception as e:  # offline, DNS failure, md5 mismatch, ...
+        _remove_if_empty(created)
         raise DataError(
             f"CIFAR-100 not found in '{os.path.join(data_folder, FOLDER)}' and the download failed "
             f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else 'no detail'}); place '{ARCHIVE}' "
-            f"from {url} in '{data_folder}' (or its extracted '{FOLDER}/' folder) and run again"
+            f"from {url} in '{data_folder}' (or its extracted '{FOLDER}/' folder) and run again, or add "
+            f"--generate_data to try the code on a small generated set (not for results)"
         ) from None
+
+
+def _missing_folders(path):
+    """The folders `os.makedirs(path)` would create, deepest first."""
+    out = []
+    path = os.path.abspath(path)
+    while not os.path.exists(path):
+        out.append(path)
+        path = os.path.dirname(path)
+    return out
+
+
+def _remove_if_empty(folders):
+    """Undo `os.makedirs` for the folders a failed download left empty (a partial file is kept
+    out of them by torchvision's temp names; anything else in them stays)."""
+    for folder in folders:
+        try:
+            os.rmdir(folder)
+        except OSError:
+            return
 
 
 def _read_split(path, split):
@@ -69,6 +94,11 @@ def _read_split(path, split):
                         f"[{labels.min()}, {labels.max()}]")
     images = torch.from_numpy(data.reshape(-1, *IMAGE_SHAPE).copy())
     return images, torch.from_numpy(labels.astype(np.int64))
+
+
+def is_generated(data_folder):
+    """True when the set in `data_folder` was written by `make_synthetic_cifar100`."""
+    return os.path.isfile(os.path.join(data_folder, FOLDER, GENERATED_MARKER))
 
 
 def has_cifar100(data_folder):
@@ -146,7 +176,11 @@ def make_synthetic_cifar100(data_folder, train_per_class=20, test_per_class=5, s
 
     tr_x, tr_y = draw(train_per_class)
     te_x, te_y = draw(test_per_class)
-    return write_cifar100(data_folder, tr_x, tr_y, te_x, te_y)
+    root = write_cifar100(data_folder, tr_x, tr_y, te_x, te_y)
+    with open(os.path.join(root, GENERATED_MARKER), "w") as fh:
+        fh.write("This is a generated data set in the CIFAR-100 format, made for trying the code and for "
+                 "tests.\nIt is NOT CIFAR-100: runs on it say so and are kept apart in summaries.\n")
+    return root
 
 
 def _apportion(counts, total, rng):

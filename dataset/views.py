@@ -16,6 +16,8 @@ Variants of the authors' code, selected by the same flags:
 import torch
 
 from dataset.augment import augment
+from util.class_index import ClassIndex
+from util.errors import UsageError
 
 ROTATIONS = 4  # multiples of 90 degrees: np.random.randint(4) in the authors' code
 
@@ -28,9 +30,9 @@ class MultiViewBuilder:
     V = 1 + mixup_num for mixup_num >= 0, and 1 for mixup_num == -1.
     """
 
-    def __init__(self, images_uint8, labels, mixup_num=3, mixup_ratio=0.0, mixup_rotate=3):
+    def __init__(self, images_uint8, labels, mixup_num=3, mixup_ratio=0.0, mixup_rotate=3, classes=None):
         if int(mixup_num) != mixup_num or mixup_num < -1:
-            raise ValueError(f"--mixup_num must be an integer >= -1 (-1: one mixed view only), got {mixup_num}")
+            raise UsageError(f"--mixup_num must be an integer >= -1 (-1: one mixed view only), got {mixup_num}")
         if images_uint8.dim() != 4 or images_uint8.dtype != torch.uint8:
             raise ValueError(f"MultiViewBuilder needs uint8 images (N, C, H, W), got {images_uint8.dtype} "
                              f"{tuple(images_uint8.shape)}")
@@ -39,18 +41,14 @@ class MultiViewBuilder:
         if labels.dim() != 1 or labels.shape[0] != images_uint8.shape[0]:
             raise ValueError(f"labels must be (N,) with N = {images_uint8.shape[0]} images, got {tuple(labels.shape)}")
         if not 0.0 <= mixup_ratio <= 1.0:
-            raise ValueError(f"--mixup_ratio must lie in [0, 1], got {mixup_ratio}")
+            raise UsageError(f"--mixup_ratio must lie in [0, 1], got {mixup_ratio}")
         self.images = images_uint8
         self.labels = labels.to(images_uint8.device, torch.int64)
         self.mixup_num = int(mixup_num)
         self.mixup_ratio = float(mixup_ratio)
         self.mixup_rotate = int(mixup_rotate)
-        # Same-class partner lookup without Python lists: samples sorted by class, and
-        # for each class where its block starts and how long it is.
-        num_classes = int(self.labels.max()) + 1 if self.labels.numel() else 0
-        self.by_class = torch.argsort(self.labels, stable=True)
-        self.class_count = torch.bincount(self.labels, minlength=num_classes)
-        self.class_start = torch.cumsum(self.class_count, 0) - self.class_count
+        # Same-class partner lookup on the device (shared with the negative sampler when given).
+        self.classes = classes if classes is not None else ClassIndex(self.labels)
 
     @property
     def num_views(self):
@@ -62,11 +60,7 @@ class MultiViewBuilder:
 
     def sample_partners(self, anchor, generator):
         """For each anchor (dataset index), a uniformly drawn sample of its class."""
-        label = self.labels[anchor]
-        count = self.class_count[label]
-        u = torch.rand(anchor.shape, generator=generator, device=anchor.device)
-        offset = torch.minimum((u * count).long(), count - 1)  # floor, guarding u*count rounding up
-        return self.by_class[self.class_start[label] + offset]
+        return self.classes.draw_same_class(self.classes.class_of[anchor], generator)
 
     @staticmethod
     def rotate(images, turns):

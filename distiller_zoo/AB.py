@@ -7,8 +7,10 @@ main stage is then plain classification (plus KD when alpha != 0).
 import torch
 import torch.nn as nn
 
+from util.errors import UsageError
+
 from .FitNet import ConvReg
-from ._base import feature_shapes
+from .base import feature_shapes
 from .KD import KDDistiller
 
 # RepDistiller scales the summed per-layer losses by 3 / 1000 (after dividing by the batch).
@@ -43,7 +45,7 @@ class Connector(nn.Module):
     def __init__(self, s_shapes, t_shapes):
         super().__init__()
         if len(s_shapes) != len(t_shapes):
-            raise ValueError(f"Connector: {len(s_shapes)} student vs {len(t_shapes)} teacher features")
+            raise UsageError(f"Connector: {len(s_shapes)} student vs {len(t_shapes)} teacher features")
         self.connectors = nn.ModuleList(
             nn.Identity() if (s[1] == t[1] and s[2] == t[2]) else ConvReg(s, t, use_relu=False)
             for s, t in zip(s_shapes, t_shapes))
@@ -58,6 +60,8 @@ class ABDistiller(KDDistiller):
     Main stage: no feature term (the connector is kept frozen and in eval mode).
     """
     name = "abound"
+    display_name = "AB"
+    table_order = 90
     default_weights = {"gamma": 1.0, "alpha": 0.0, "beta": 1.0}
     has_method_loss = False
     preact = True

@@ -36,6 +36,8 @@ class Attention(nn.Module):
 class AttentionDistiller(KDDistiller):
     """beta * sum of attention losses over the stage outputs feats[1:-1]."""
     name = "attention"
+    display_name = "AT"
+    table_order = 30
     default_weights = {"gamma": 1.0, "alpha": 0.0, "beta": 1000.0}
     has_method_loss = True
 

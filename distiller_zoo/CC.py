@@ -2,7 +2,7 @@
 import torch
 import torch.nn as nn
 
-from ._base import feature_shapes
+from .base import feature_shapes
 from .KD import KDDistiller
 
 
@@ -28,6 +28,8 @@ class LinearEmbed(nn.Module):
 class CorrelationDistiller(KDDistiller):
     """beta * Correlation(embed_s(pooled student), embed_t(pooled teacher)), both embeds trained."""
     name = "correlation"
+    display_name = "CC"
+    table_order = 50
     default_weights = {"gamma": 1.0, "alpha": 0.0, "beta": 0.02}
     has_method_loss = True
 

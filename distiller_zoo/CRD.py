@@ -11,8 +11,9 @@ from types import SimpleNamespace
 import torch.nn.functional as F
 
 from crd.criterion import CRDLoss
+from util.errors import UsageError
 
-from ._base import CONTRAST_INDEX, INDEX, feature_shapes
+from .base import CONTRAST_INDEX, INDEX, feature_shapes
 from .KD import KDDistiller
 
 # Settings CRDLoss reads from `opt` besides the embedding sizes derived from the models.
@@ -27,10 +28,28 @@ class CRDDistiller(KDDistiller):
     with `.to(device)` and are saved in the state_dict for resuming.
     """
     name = "crd"
+    display_name = "CRD"
+    table_order = 140
     needs = frozenset({INDEX, CONTRAST_INDEX})
     # RepDistiller README: -r 1 -a 0 -b 0.8
     default_weights = {"gamma": 1.0, "alpha": 0.0, "beta": 0.8}
     has_method_loss = True
+
+    @classmethod
+    def add_arguments(cls, parser):
+        """CRD's flags (RepDistiller); CC and PACKD read feat_dim / nce_* too."""
+        g = parser.add_argument_group("CRD (and the embedding/negatives of CC and PACKD)")
+        g.add_argument("--feat_dim", type=int, default=128, help="embedding dim (CRD, CC, PACKD)")
+        g.add_argument("--mode", type=str, default="exact", choices=["exact", "relax"], help="CRD positive")
+        g.add_argument("--nce_k", type=int, default=16384, help="negatives per sample (CRD, PACKD)")
+        g.add_argument("--nce_t", type=float, default=0.07, help="contrast temperature (CRD, PACKD)")
+        g.add_argument("--nce_m", type=float, default=0.5, help="memory momentum (CRD, PACKD)")
+
+    @classmethod
+    def finalize_options(cls, opt):
+        super().finalize_options(opt)
+        if opt.nce_k <= 0:
+            raise UsageError(f"--nce_k must be positive, got {opt.nce_k}")
 
     def __init__(self, student, teacher, opt):
         super().__init__(student, teacher, opt)

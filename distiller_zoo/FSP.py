@@ -6,8 +6,10 @@ alpha != 0). Student and teacher must have the same channel numbers per feature.
 """
 import torch.nn as nn
 
+from util.errors import UsageError
+
 from .AT import pool_to_same_size
-from ._base import feature_shapes
+from .base import feature_shapes
 from .KD import KDDistiller
 
 
@@ -28,12 +30,12 @@ class FSP(nn.Module):
     def __init__(self, s_shapes, t_shapes):
         super().__init__()
         if len(s_shapes) != len(t_shapes):
-            raise ValueError(f"FSP: {len(s_shapes)} student vs {len(t_shapes)} teacher features; "
+            raise UsageError(f"FSP: {len(s_shapes)} student vs {len(t_shapes)} teacher features; "
                              "use models with the same number of stages")
         s_c = [s[1] for s in s_shapes]
         t_c = [t[1] for t in t_shapes]
         if s_c != t_c:
-            raise ValueError(f"FSP needs equal channel numbers (student {s_c}, teacher {t_c}); "
+            raise UsageError(f"FSP needs equal channel numbers (student {s_c}, teacher {t_c}); "
                              "pick a teacher of the student's width")
 
     def forward(self, g_s, g_t):
@@ -43,6 +45,8 @@ class FSP(nn.Module):
 class FSPDistiller(KDDistiller):
     """Init stage: FSP(student feats[:-1], teacher feats[:-1]) trains `student.get_feat_modules()`."""
     name = "fsp"
+    display_name = "FSP"
+    table_order = 110
     default_weights = {"gamma": 1.0, "alpha": 0.0, "beta": 50.0}
     has_method_loss = False
 

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from .AT import pool_to_same_size
 from .FitNet import HintLoss
-from ._base import feature_shapes
+from .base import feature_shapes
 from .KD import KDDistiller
 
 # Share of the teacher's channels kept as factors (paraphrase rate k).
@@ -91,6 +91,8 @@ class FactorDistiller(KDDistiller):
     translator is trained with the student.
     """
     name = "factor"
+    display_name = "FT"
+    table_order = 100
     default_weights = {"gamma": 1.0, "alpha": 0.0, "beta": 200.0}
     has_method_loss = True
 

@@ -2,7 +2,9 @@
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ._base import feature_shapes
+from util.errors import UsageError
+
+from .base import feature_shapes
 from .KD import KDDistiller
 
 
@@ -32,7 +34,7 @@ class ConvReg(nn.Module):
         elif s_h >= t_h:
             self.conv = nn.Conv2d(s_c, t_c, kernel_size=(1 + s_h - t_h, 1 + s_w - t_w))
         else:
-            raise ValueError(f"ConvReg: student map {s_h}x{s_w} is smaller than the teacher's "
+            raise UsageError(f"ConvReg: student map {s_h}x{s_w} is smaller than the teacher's "
                              f"{t_h}x{t_w} and not half of it; pick another hint layer")
         self.bn = nn.BatchNorm2d(t_c)
         self.relu = nn.ReLU(inplace=True)
@@ -45,15 +47,22 @@ class ConvReg(nn.Module):
 class HintDistiller(KDDistiller):
     """beta * MSE(ConvReg(student feats[hint_layer]), teacher feats[hint_layer])."""
     name = "hint"
+    display_name = "FitNet"
+    table_order = 20
     default_weights = {"gamma": 1.0, "alpha": 0.0, "beta": 100.0}
     has_method_loss = True
+
+    @classmethod
+    def add_arguments(cls, parser):
+        g = parser.add_argument_group("FitNet")
+        g.add_argument("--hint_layer", type=int, default=2, choices=[0, 1, 2, 3, 4], help="feature used as hint")
 
     def __init__(self, student, teacher, opt):
         super().__init__(student, teacher, opt)
         s_shapes, t_shapes = feature_shapes(student), feature_shapes(teacher)
         self.hint_layer = opt.hint_layer
         if not -len(s_shapes) <= self.hint_layer < min(len(s_shapes), len(t_shapes)):
-            raise ValueError(f"hint_layer {self.hint_layer} is out of range for {len(s_shapes)} features")
+            raise UsageError(f"--hint_layer {self.hint_layer} is out of range for {len(s_shapes)} features; pick 0..{min(len(s_shapes), len(t_shapes)) - 1}")
         self.regressor = ConvReg(s_shapes[self.hint_layer], t_shapes[self.hint_layer])
         self.criterion_kd = HintLoss()
 

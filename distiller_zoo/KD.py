@@ -9,9 +9,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from helper.errors import check_stage_loss
+from util.errors import UsageError, check_stage_loss
 
-from ._base import Distiller
+from .base import Distiller
 
 
 class DistillKL(nn.Module):
@@ -35,6 +35,8 @@ class KDDistiller(Distiller):
     non-zero weight needs them, so e.g. kd with alpha=0 costs one student forward.
     """
     name = "kd"
+    display_name = "KD"
+    table_order = 10
     # RepDistiller README: -r 0.1 -a 0.9 -b 0
     default_weights = {"gamma": 0.1, "alpha": 0.9, "beta": 0.0}
     # Whether the main stage has a feature term (AB and FSP only distil in their init stage).
@@ -49,6 +51,32 @@ class KDDistiller(Distiller):
             raise ValueError(f"method '{self.name}' reads kd_T and its settings from opt: pass the options")
         super().__init__(student, teacher, opt)
         self.criterion_div = DistillKL(opt.kd_T)
+
+    @classmethod
+    def add_arguments(cls, parser):
+        """RepDistiller's flags shared by every method built on this class."""
+        g = parser.add_argument_group("KD and the RepDistiller methods")
+        g.add_argument("--kd_T", type=float, default=4, help="KD temperature")
+        g.add_argument("--init_epochs", type=int, default=30, help="pre-training epochs (abound, factor, fsp)")
+        g.add_argument("--init_lr", type=float, default=None,
+                       help="pre-training learning rate (abound, factor, fsp); default RepDistiller's: "
+                            "0.01 for factor with the CIFAR ResNets/WRNs, else --learning_rate")
+
+    @classmethod
+    def finalize_options(cls, opt):
+        super().finalize_options(opt)
+        if opt.init_epochs < 0:
+            raise UsageError(f"--init_epochs must be 0 or more, got {opt.init_epochs}")
+        if opt.init_lr is not None and not opt.init_lr > 0:
+            raise UsageError(f"--init_lr must be positive, got {opt.init_lr}")
+
+    def loss_terms(self):
+        terms = {"cls": f"{self.gamma:g}*CE"}
+        if self.alpha != 0:
+            terms["div"] = f"{self.alpha:g}*KL(T={self.criterion_div.T:g})"
+        if self.has_method_loss and self.beta != 0:
+            terms["kd"] = f"{self.beta:g}*{self.title()}"
+        return terms
 
     def method_loss(self, feats_s, feats_t):
         """The method's own (unweighted) loss on student / teacher features."""
@@ -77,7 +105,8 @@ class KDDistiller(Distiller):
 
         The student and teacher stay in eval mode except for the modules listed (which
         are switched to train mode), for `opt.init_epochs` epochs of SGD with the main
-        run's momentum and weight decay, at `lr` (default `opt.learning_rate`). Modules
+        run's momentum and weight decay, at `--init_lr` when given, else `lr` (the
+        method's RepDistiller rate), else `opt.learning_rate`. Modules
         frozen for the main stage are unfrozen here and frozen again afterwards.
         The average loss is logged once per epoch (the only host sync).
         """
@@ -89,8 +118,9 @@ class KDDistiller(Distiller):
             p.requires_grad_(True)
         self.eval()
         modules.train()
-        optimizer = torch.optim.SGD(params, lr=opt.learning_rate if lr is None else lr,
-                                    momentum=opt.momentum, weight_decay=opt.weight_decay)
+        given = getattr(opt, "init_lr", None)
+        lr = given if given is not None else (opt.learning_rate if lr is None else lr)
+        optimizer = torch.optim.SGD(params, lr=lr, momentum=opt.momentum, weight_decay=opt.weight_decay)
         try:
             for epoch in range(1, opt.init_epochs + 1):
                 loss_sum = torch.zeros((), device=device)
@@ -105,7 +135,8 @@ class KDDistiller(Distiller):
                     seen += images.shape[0]
                 average = loss_sum.item() / max(seen, 1)
                 log(f"{self.name} init epoch [{epoch}/{opt.init_epochs}] loss {average:.4f}")
-                check_stage_loss(average, f"the {self.name} pre-training stage", epoch)
+                check_stage_loss(average, f"the {self.name} pre-training stage (lr {lr:g})", epoch,
+                                 hint="try a lower --init_lr")
         finally:
             optimizer.zero_grad(set_to_none=True)
             for p in frozen:

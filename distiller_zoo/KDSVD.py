@@ -3,7 +3,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ._base import feature_shapes
+from util.errors import UsageError
+
+from .base import feature_shapes
 from .KD import KDDistiller
 
 # Width of the Gaussian (RBF) kernel between singular-vector pairs of consecutive layers.
@@ -73,6 +75,8 @@ class KDSVDDistiller(KDDistiller):
     same channel numbers on those features (as in RepDistiller).
     """
     name = "kdsvd"
+    display_name = "KDSVD"
+    table_order = 130
     default_weights = {"gamma": 1.0, "alpha": 0.0, "beta": 1.0}
     has_method_loss = True
 
@@ -81,7 +85,7 @@ class KDSVDDistiller(KDDistiller):
         s_c = [s[1] for s in feature_shapes(student)[1:-1]]
         t_c = [t[1] for t in feature_shapes(teacher)[1:-1]]
         if s_c != t_c:
-            raise ValueError(f"kdsvd needs equal channel numbers (student {s_c}, teacher {t_c}); "
+            raise UsageError(f"kdsvd needs equal channel numbers (student {s_c}, teacher {t_c}); "
                              "pick a teacher of the student's width")
         self.criterion_kd = KDSVD()
 

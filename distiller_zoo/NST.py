@@ -29,6 +29,8 @@ class NSTLoss(nn.Module):
 class NSTDistiller(KDDistiller):
     """beta * sum of NST losses over the stage outputs feats[1:-1]."""
     name = "nst"
+    display_name = "NST"
+    table_order = 120
     default_weights = {"gamma": 1.0, "alpha": 0.0, "beta": 50.0}
     has_method_loss = True
 

@@ -29,6 +29,8 @@ class PKT(nn.Module):
 class PKTDistiller(KDDistiller):
     """beta * PKT(pooled student embedding, pooled teacher embedding)."""
     name = "pkt"
+    display_name = "PKT"
+    table_order = 80
     default_weights = {"gamma": 1.0, "alpha": 0.0, "beta": 30000.0}
     has_method_loss = True
 

@@ -56,6 +56,8 @@ class RKDLoss(nn.Module):
 class RKDDistiller(KDDistiller):
     """beta * RKD(pooled student embedding, pooled teacher embedding)."""
     name = "rkd"
+    display_name = "RKD"
+    table_order = 70
     default_weights = {"gamma": 1.0, "alpha": 0.0, "beta": 1.0}
     has_method_loss = True
 

@@ -24,6 +24,8 @@ class Similarity(nn.Module):
 class SimilarityDistiller(KDDistiller):
     """beta * similarity loss on the last stage output feats[-2] (one layer, as RepDistiller)."""
     name = "similarity"
+    display_name = "SP"
+    table_order = 40
     default_weights = {"gamma": 1.0, "alpha": 0.0, "beta": 3000.0}
     has_method_loss = True
 

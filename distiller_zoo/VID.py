@@ -6,7 +6,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .AT import pool_to_same_size
-from ._base import feature_shapes
+from .base import feature_shapes
 from .KD import KDDistiller
 
 
@@ -44,6 +44,8 @@ class VIDLoss(nn.Module):
 class VIDDistiller(KDDistiller):
     """beta * sum over stage outputs feats[1:-1] of VIDLoss(c_s, c_t, c_t) (one per layer, trained)."""
     name = "vid"
+    display_name = "VID"
+    table_order = 60
     default_weights = {"gamma": 1.0, "alpha": 0.0, "beta": 1.0}
     has_method_loss = True
 

@@ -1,12 +1,16 @@
 """The distillation methods: criteria under RepDistiller's names, and one method per file.
 
-`METHODS` maps each `--distill` name to its `Distiller` subclass; it is collected from
-the method files, so adding a method is adding a file to `_METHOD_FILES`.
+`METHODS` maps each `--distill` name to its `Distiller` subclass. It is collected from the
+files of this package: every module holding a `Distiller` subclass that sets its own
+`name` registers it, so adding a method is adding a file (see `distiller_zoo/base.py`).
 """
 import importlib
 import inspect
+import pkgutil
 
-from distiller_zoo._base import Batch, Distiller  # noqa: F401
+from distiller_zoo.base import Distiller  # noqa: F401
+from dataset.batch import Batch  # noqa: F401
+# RepDistiller's criterion names, importable from the package as in its code.
 from distiller_zoo.KD import DistillKL  # noqa: F401
 from distiller_zoo.FitNet import HintLoss  # noqa: F401
 from distiller_zoo.AT import Attention  # noqa: F401
@@ -22,42 +26,61 @@ from distiller_zoo.FSP import FSP  # noqa: F401
 from distiller_zoo.NST import NSTLoss  # noqa: F401
 from distiller_zoo.PACKD import PACKDLoss  # noqa: F401
 
-_METHOD_FILES = ("KD", "FitNet", "AT", "SP", "CC", "VID", "RKD", "PKT", "AB", "FT", "FSP", "NST", "KDSVD",
-                 "CRD", "PACKD")
+# Modules of this package that hold no method.
+_NOT_METHOD_FILES = {"base"}
 
 
-def _method_modules():
-    """(file name, module) of every method file, in `_METHOD_FILES` order."""
-    return [(file, importlib.import_module(f"distiller_zoo.{file}")) for file in _METHOD_FILES]
+def _method_classes():
+    """Every Distiller subclass that names itself, from every module of this package."""
+    found = []
+    for info in pkgutil.iter_modules(__path__):
+        if info.name.startswith("_") or info.name in _NOT_METHOD_FILES:
+            continue
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        for obj in vars(module).values():
+            if (inspect.isclass(obj) and issubclass(obj, Distiller) and obj is not Distiller
+                    and obj.__module__ == module.__name__ and "name" in vars(obj)):
+                found.append(obj)
+    return found
 
 
 def _collect():
+    classes = sorted(_method_classes(), key=lambda c: (c.table_order, c.name))
     methods = {}
-    for _, module in _method_modules():
-        for obj in vars(module).values():
-            if inspect.isclass(obj) and issubclass(obj, Distiller) and obj is not Distiller \
-                    and obj.__module__ == module.__name__:
-                methods[obj.name] = obj
+    for cls in classes:
+        if cls.name in methods:
+            raise ImportError(f"two method classes are named '{cls.name}': {methods[cls.name].__module__} and "
+                              f"{cls.__module__}; rename one")
+        methods[cls.name] = cls
     return methods
 
 
 METHODS = _collect()
+ALIASES = {alias: cls.name for cls in METHODS.values() for alias in cls.aliases}
+
+
+def method_named(name):
+    """The class for a --distill name or one of its aliases; None when unknown."""
+    return METHODS.get(ALIASES.get(name, name))
 
 
 def add_method_arguments(parser):
-    """Flags that belong to one method (PACKD's), added by the method's own file."""
-    for file, module in _method_modules():
-        add = getattr(module, f"add_{file.lower()}_arguments", None)
-        if add is not None:
-            add(parser)
+    """Every method's own flags; a class that inherits `add_arguments` adds nothing twice."""
+    for cls in METHODS.values():
+        if "add_arguments" in vars(cls):
+            cls.add_arguments(parser)
 
 
 def flags_without_effect(opt):
-    """Flags given on the command line that a method accepts for compatibility but ignores,
-    as {flag: reason}: each method file may list them in a `NO_EFFECT_FLAGS` dict."""
+    """Flags given that a method accepts for compatibility but ignores, as {flag: reason}."""
     given = {}
-    for _, module in _method_modules():
-        for name, reason in getattr(module, "NO_EFFECT_FLAGS", {}).items():
+    for cls in METHODS.values():
+        for name, reason in cls.no_effect_flags.items():
             if getattr(opt, name, None) is not None:
                 given["--" + name] = reason
     return given
+
+
+def speed_flags():
+    """Method flags that change only speed or logs (left out of a run's identity)."""
+    return {flag for cls in METHODS.values() for flag in (*cls.speed_flags, *cls.no_effect_flags)}

@@ -13,8 +13,9 @@ import contextlib
 import torch
 import torch.nn.functional as F
 
-from helper.errors import NonFiniteLoss
+from util.errors import NonFiniteLoss
 from helper.util import topk_correct
+from util.precision import autocast_context
 
 
 class EpochStats:
@@ -102,12 +103,6 @@ class EpochStats:
             self.sums.copy_(torch.stack([p.to(self.device, torch.float64) for p in parts]))
 
 
-def autocast_context(device, amp):
-    if not amp:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-
-
 def uses_cuda_graphs(opt):
     """True when the models are compiled with CUDA graphs (`--compile --compile_mode reduce-overhead`)."""
     return bool(getattr(opt, "compile", False)) and getattr(opt, "compile_mode", None) == "reduce-overhead"
@@ -117,6 +112,7 @@ def train_epoch(distiller, loader, optimizer, epoch, device, *, amp=False, forwa
                 stats=None, print_freq=100, should_stop=lambda: False, progress=None, cuda_graph_steps=False):
     """One pass over `loader`. Returns (stats, steps_done, stopped_early).
 
+    Calls `distiller.set_epoch(epoch)` first (warm-ups, momentum schedules).
     forward_only: no gradient, no optimizer step (PACKD's first epoch fills its memory
     and the student's BatchNorm statistics). skip: steps already done (mid-epoch resume).
     cuda_graph_steps: mark each step's start for CUDA graphs (`uses_cuda_graphs`), so the
@@ -126,6 +122,7 @@ def train_epoch(distiller, loader, optimizer, epoch, device, *, amp=False, forwa
     but says that it can guess wrong.
     """
     distiller.train()
+    distiller.set_epoch(epoch)
     stats = stats or EpochStats(device)
     total = len(loader)
     step = skip
@@ -148,6 +145,8 @@ def train_epoch(distiller, loader, optimizer, epoch, device, *, amp=False, forwa
                 progress.update_to(step + 1, stats)
         else:
             stats.poll_finite(epoch, total)
+            if progress is not None:
+                progress.step(step + 1)  # the count is known on the host: no read-back
         if should_stop() and not last:
             stats.check_finite(epoch, total)
             return stats, step + 1, True

@@ -4,23 +4,33 @@ Names and defaults follow RepDistiller (and the PACKD authors' copies of its scr
 so commands pasted from their READMEs work unchanged.
 """
 import argparse
+import os
 import sys
 import zlib
 
-from helper.errors import UsageError
+from util.errors import UsageError
 
 SMALL_LR_MODELS = ("MobileNetV2", "ShuffleV1", "ShuffleV2")
+# The reference scripts force this rate for SMALL_LR_MODELS, whatever --learning_rate says.
+SMALL_LR = 0.01
+DEFAULT_LR = 0.05
+DATA_FOLDER = "./data"                      # where real CIFAR-100 is looked for (and downloaded)
+GENERATED_DATA_FOLDER = "./data_generated"  # where --generate_data writes unless told otherwise
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse with a one-line error (exit code 2) instead of usage + error."""
+    """argparse with a one-line error (exit code 2) instead of usage + error, and defaults in --help."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", argparse.ArgumentDefaultsHelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message):
         print(f"{self.prog}: error: {message} (see --help)", file=sys.stderr)
         raise SystemExit(2)
 
 
-def add_training_arguments(p):
+def add_training_arguments(p, compile_help="torch.compile the model"):
     g = p.add_argument_group("training (RepDistiller defaults)")
     g.add_argument("--print_freq", type=int, default=100, help="steps between progress updates (metric read-backs)")
     g.add_argument("--tb_freq", type=int, default=500, help="accepted for compatibility; TensorBoard logs per epoch")
@@ -32,18 +42,21 @@ def add_training_arguments(p):
     g.add_argument("--num_workers", type=int, default=8, help="DataLoader workers (--loader torch only)")
     g.add_argument("--epochs", type=int, default=240)
     g.add_argument("--learning_rate", type=float, default=None,
-                   help="default 0.05; 0.01 for MobileNetV2/ShuffleV1/ShuffleV2")
+                   help=f"default {DEFAULT_LR}; {SMALL_LR} for {'/'.join(SMALL_LR_MODELS)} (as the reference scripts)")
     g.add_argument("--lr_decay_epochs", type=str, default="150,180,210", help="comma-separated milestones")
     g.add_argument("--lr_decay_rate", type=float, default=0.1)
     g.add_argument("--weight_decay", type=float, default=5e-4)
     g.add_argument("--momentum", type=float, default=0.9)
     g.add_argument("--dataset", type=str, default="cifar100", choices=["cifar100", "cifar100_aug"],
-                   help="cifar100_aug: AutoAugment CIFAR policy + Cutout 16 (PACKD's teachers; DataLoader path)")
+                   help="cifar100_aug: crop/flip + the PACKD authors' CIFAR10Policy (fill 128) + Cutout 16, batched on the "
+                        "device (their train_teacher.py option)")
     g = p.add_argument_group("this project")
-    g.add_argument("--data_folder", type=str, default="./data", help="holds cifar-100-python/ (downloaded if absent)")
+    g.add_argument("--data_folder", type=str, default=None,
+                   help=f"holds cifar-100-python/ (downloaded if absent); default {DATA_FOLDER}, or "
+                        f"{GENERATED_DATA_FOLDER} with --generate_data")
     g.add_argument("--generate_data", action="store_true",
                    help="offline quickstart: write a small generated data set in the CIFAR-100 format to "
-                        "--data_folder when it holds no CIFAR-100 (not real results)")
+                        "--data_folder when it holds none (marked as generated; never real results)")
     g.add_argument("--save_dir", type=str, default="save", help="root of the run folders")
     g.add_argument("--seed", type=int, default=None, help="default: derived from --trial")
     g.add_argument("--device", type=str, default="auto", help="cuda when available, else cpu")
@@ -51,7 +64,7 @@ def add_training_arguments(p):
                    help="device: data set on the device, batched augmentation; torch: DataLoader workers")
     g.add_argument("--amp", action="store_true", help="bf16 autocast (changes numerics)")
     g.add_argument("--channels_last", action="store_true", help="channels_last memory format")
-    g.add_argument("--compile", action="store_true", help="torch.compile the student (and the teacher)")
+    g.add_argument("--compile", action="store_true", help=compile_help)
     g.add_argument("--compile_mode", type=str, default="default",
                    choices=["default", "reduce-overhead", "max-autotune"],
                    help="torch.compile mode; reduce-overhead uses CUDA graphs (GPU)")
@@ -99,8 +112,19 @@ def finalize_training_arguments(opt, model_for_lr):
         raise UsageError(f"--save_freq must be 0 (off) or positive, got {opt.save_freq}")
     if opt.num_workers < 0:
         raise UsageError(f"--num_workers must be 0 or more, got {opt.num_workers}")
+    if opt.data_folder is None:
+        opt.data_folder = GENERATED_DATA_FOLDER if opt.generate_data else DATA_FOLDER
+    if opt.generate_data and os.path.abspath(opt.data_folder) == os.path.abspath(DATA_FOLDER):
+        from dataset.cifar import has_cifar100
+        if not has_cifar100(opt.data_folder):
+            raise UsageError(f"--generate_data would write into '{DATA_FOLDER}', where real CIFAR-100 is looked "
+                             f"for by default; drop --data_folder (generated sets go to {GENERATED_DATA_FOLDER}) "
+                             f"or name another folder")
     if opt.learning_rate is None:
-        opt.learning_rate = 0.01 if model_for_lr in SMALL_LR_MODELS else 0.05
+        opt.learning_rate = SMALL_LR if model_for_lr in SMALL_LR_MODELS else DEFAULT_LR
+    elif model_for_lr in SMALL_LR_MODELS and opt.learning_rate != SMALL_LR:
+        print(f"note: --learning_rate {opt.learning_rate:g} is used as given; RepDistiller's and the PACKD "
+              f"authors' scripts force {SMALL_LR:g} for {model_for_lr} whatever the flag says")
     if not (_finite(opt.learning_rate) and opt.learning_rate > 0):
         raise UsageError(f"--learning_rate must be a positive number, got {opt.learning_rate}")
     if not (_finite(opt.lr_decay_rate) and opt.lr_decay_rate > 0):

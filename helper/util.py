@@ -40,7 +40,7 @@ def seed_everything(seed, deterministic=False):
 
 
 def resolve_device(name):
-    from helper.errors import UsageError
+    from util.errors import UsageError
     if name in (None, "", "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:

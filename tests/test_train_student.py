@@ -27,8 +27,8 @@ def student_args(teacher, data, save, method, *extra):
             "--mixup_num", "1", "--head_cache_dir", str(save / "heads"), *extra]
 
 
-def test_all_fifteen_methods_are_registered():
-    assert set(METHODS) == {"kd", "hint", "attention", "similarity", "correlation", "vid", "rkd", "pkt",
+def test_the_zoo_holds_the_fifteen_published_methods():
+    assert set(METHODS) >= {"kd", "hint", "attention", "similarity", "correlation", "vid", "rkd", "pkt",
                             "abound", "factor", "fsp", "nst", "kdsvd", "crd", "packd"}
 
 
@@ -40,8 +40,10 @@ def test_method_runs_one_epoch(method, teacher_ckpt, tiny_cifar, tmp_path, capsy
     assert len(runs) == 1
     run = tmp_path / "student_model" / runs[0]
     w = METHODS[method].default_weights
+    tags = "".join(f"_{t}" for t in METHODS[method].folder_tags(train_student.parse_args(
+        student_args(teacher_ckpt, tiny_cifar, tmp_path, method))))
     assert runs[0] == (f"S:resnet8_T:resnet8_cifar100_{method}_r:{float(w['gamma'])}_a:{float(w['alpha'])}"
-                       f"_b:{float(w['beta'])}_1")
+                       f"_b:{float(w['beta'])}{tags}_1")
     assert "teacher resnet8" in out and "test top-1" in out
     rows = [json.loads(line) for line in open(run / "metrics.jsonl")]
     assert rows and all(torch.isfinite(torch.tensor(r["train_loss"])) for r in rows)
@@ -67,7 +69,7 @@ def test_speed_options_run_end_to_end(method, teacher_ckpt, tiny_cifar, tmp_path
 
 def test_default_and_explicit_weights(teacher_ckpt):
     base = ["--path_t", str(teacher_ckpt), "--model_s", "resnet8"]
-    from distiller_zoo._base import resolve_weights
+    from distiller_zoo.base import resolve_weights
     expected = {"kd": (0.1, 0.9, 0), "hint": (1, 0, 100), "attention": (1, 0, 1000), "similarity": (1, 0, 3000),
                 "correlation": (1, 0, 0.02), "vid": (1, 0, 1), "rkd": (1, 0, 1), "pkt": (1, 0, 30000),
                 "abound": (1, 0, 1), "factor": (1, 0, 200), "fsp": (1, 0, 50), "nst": (1, 0, 50),
@@ -97,7 +99,7 @@ def test_teacher_path_layouts(layout, teacher_ckpt, tmp_path):
     path.parent.mkdir(parents=True)
     torch.save(saved, path)
     if layout == "no_name_in_checkpoint":
-        from helper.errors import UsageError
+        from util.errors import UsageError
         with pytest.raises(UsageError, match="--model_t"):
             load_teacher(str(path))
         model, name = load_teacher(str(path), model_t="resnet8")
@@ -119,11 +121,18 @@ def test_wrn_and_mobilenet_folder_names():
 
 def test_resume_checks_the_teachers_weights(teacher_ckpt, tiny_cifar, tmp_path, capsys):
     """A resume with other teacher weights is refused; the same weights under another path resume."""
+    import shutil
     from helper.checkpoint import atomic_save
-    from helper.errors import UsageError
+    from util.errors import UsageError
     save = tmp_path / "save"
-    train_student.main(student_args(teacher_ckpt, tiny_cifar, save, "kd"))
+    args = ("--epochs", "2", "--save_freq", "1")
+    train_student.main(student_args(teacher_ckpt, tiny_cifar, save, "kd", *args))
     run = save / "student_model" / os.listdir(save / "student_model")[0]
+
+    def unfinish():
+        """Back to the end of epoch 1 (ckpt_epoch_1.pth holds the complete state), summary gone."""
+        shutil.copy(run / "ckpt_epoch_1.pth", run / "latest.pth")
+        (run / "summary.json").unlink()
 
     def teacher_copy(folder, change=False):
         path = tmp_path / folder / teacher_ckpt.parent.name / teacher_ckpt.name
@@ -135,30 +144,31 @@ def test_resume_checks_the_teachers_weights(teacher_ckpt, tiny_cifar, tmp_path, 
         torch.save(ckpt, path)
         return path
 
+    unfinish()
     before = (run / "latest.pth").read_bytes()
-    with pytest.raises(UsageError, match="teacher_weights.*differ"):
+    with pytest.raises(UsageError, match="teacher_weights '[0-9a-f]+' there"):
         train_student.main(student_args(teacher_copy("other", change=True), tiny_cifar, save, "kd",
-                                        "--resume", "auto", "--epochs", "2"))
+                                        "--resume", "auto", *args))
     assert (run / "latest.pth").read_bytes() == before, "a refused resume must not touch the run"
 
-    train_student.main(student_args(teacher_copy("moved"), tiny_cifar, save, "kd", "--resume", "auto",
-                                    "--epochs", "2"))
-    assert len(open(run / "metrics.jsonl").read().splitlines()) == 2
+    train_student.main(student_args(teacher_copy("moved"), tiny_cifar, save, "kd", "--resume", "auto", *args))
+    assert len(open(run / "metrics.jsonl").read().splitlines()) == 2 and (run / "summary.json").exists()
 
     # A checkpoint written before the check existed (no fingerprint) still resumes, with a note.
+    unfinish()
     ckpt = torch.load(run / "latest.pth", map_location="cpu", weights_only=True)
     del ckpt["run"]["identity"]["teacher_weights"]
     atomic_save(ckpt, run / "latest.pth")
     capsys.readouterr()
-    train_student.main(student_args(teacher_ckpt, tiny_cifar, save, "kd", "--resume", "auto", "--epochs", "3"))
-    assert "not verified" in capsys.readouterr().out
-    assert len(open(run / "metrics.jsonl").read().splitlines()) == 3
+    train_student.main(student_args(teacher_ckpt, tiny_cifar, save, "kd", "--resume", "auto", *args))
+    assert "resumed from" in capsys.readouterr().out
+    assert len(open(run / "metrics.jsonl").read().splitlines()) == 2
 
 
 def test_few_ratio_trains_on_the_authors_subset(teacher_ckpt, tiny_cifar, tmp_path, capsys):
     """--few-ratio 0.5 keeps half of every class (the authors' split) and says so; a ratio that
     keeps fewer images than classes is a one-line usage error."""
-    from helper.errors import UsageError
+    from util.errors import UsageError
     train_student.main(student_args(teacher_ckpt, tiny_cifar, tmp_path, "packd", "--few-ratio", "0.5"))
     out = capsys.readouterr().out
     assert "500 training images" in out  # 10 per class x 100 classes, half kept
@@ -195,7 +205,7 @@ def test_the_authors_run_distill_command_runs_unchanged(teacher_ckpt, tiny_cifar
     for flag in ("--pos_k", "--pr_w", "--t_milestones", "--loader_type"):
         assert f"note: {flag} is accepted" in out
     assert "--ncls" not in out  # a real setting (checked), not an ignored one
-    run = tmp_path / "student_model" / "S:resnet8_T:resnet8_cifar100_packd_r:1.0_a:1.0_b:0.8_0"
+    run = tmp_path / "student_model" / "S:resnet8_T:resnet8_cifar100_packd_r:1.0_a:1.0_b:0.8_ag:1.0_mix:3_0"
     assert os.path.isfile(run / "summary.json")
     with pytest.raises(SystemExit) as e:
         train_student.parse_args(["--path_t", str(teacher_ckpt), "--ncls", "10"])

@@ -3,6 +3,7 @@ import json
 import math
 import os
 
+import pytest
 import torch
 
 import train_teacher
@@ -47,8 +48,51 @@ def test_small_models_default_to_lr_001():
     opt = train_teacher.parse_args(["--model", "resnet56"])
     assert opt.learning_rate == 0.05 and opt.epochs == 240 and opt.batch_size == 64
     assert opt.weight_decay == 5e-4 and opt.momentum == 0.9 and opt.save_freq == 40
+
+
+def test_a_small_model_rate_other_than_the_references_is_honoured_with_a_note(capsys):
     opt = train_teacher.parse_args(["--model", "MobileNetV2", "--learning_rate", "0.05"])
     assert opt.learning_rate == 0.05
+    assert "force 0.01 for MobileNetV2" in capsys.readouterr().out
+    train_teacher.parse_args(["--model", "MobileNetV2", "--learning_rate", "0.01"])
+    train_teacher.parse_args(["--model", "resnet56", "--learning_rate", "0.1"])
+    assert "note" not in capsys.readouterr().out
+
+
+def test_help_lists_models_and_defaults(capsys):
+    import train_student
+    with pytest.raises(SystemExit):
+        train_teacher.parse_args(["--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "resnet110" in out and "(default: resnet110)" in out and "ShuffleV2" in out
+    assert "torch.compile the model" in out and "teacher" not in out.split("--compile ")[1][:60]
+    with pytest.raises(SystemExit):
+        train_student.parse_args(["--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "torch.compile the student and the teacher" in out and "(default: 4)" in out  # --kd_T
+    assert "MobileNetV2" in out and "packd" in out
+
+
+def test_generated_data_never_lands_where_real_data_is_looked_for(tmp_path, monkeypatch, capsys):
+    """Without --data_folder, --generate_data writes to ./data_generated; a run on it says so and records it."""
+    from util.errors import UsageError
+    monkeypatch.chdir(tmp_path)
+    opt = train_teacher.parse_args(["--generate_data"])
+    assert opt.data_folder == "./data_generated"
+    assert train_teacher.parse_args([]).data_folder == "./data"
+    with pytest.raises(UsageError, match="where real CIFAR-100 is looked for"):
+        train_teacher.parse_args(["--generate_data", "--data_folder", "./data"])
+    train_teacher.main(["--model", "resnet8", "--epochs", "1", "--batch_size", "500", "--generate_data", "--device",
+                        "cpu", "--no_progress", "--no_tensorboard"])
+    out = capsys.readouterr().out
+    assert "GENERATED data set, not CIFAR-100" in out and not (tmp_path / "data").exists()
+    run = tmp_path / "save" / "models" / "resnet8_cifar100_lr_0.05_decay_0.0005_trial_0"
+    assert json.load(open(run / "run.json"))["generated_data"] is True
+    assert json.load(open(run / "summary.json"))["generated_data"] is True
+    # the "real thing" command pointed at that folder still says so
+    train_teacher.main(["--model", "resnet8", "--epochs", "1", "--batch_size", "500", "--data_folder",
+                        "./data_generated", "--device", "cpu", "--no_progress", "--no_tensorboard", "--trial", "1"])
+    assert "GENERATED data set, not CIFAR-100" in capsys.readouterr().out
 
 
 def test_compile_plumbing_static_shapes_and_plain_checkpoints(tiny_cifar, tmp_path, eager_compile):

@@ -55,6 +55,29 @@ def test_failed_download_is_one_clear_error(tmp_path, monkeypatch):
         load_cifar100(str(tmp_path))
     msg = str(e.value)
     assert "\n" not in msg and "cifar-100-python.tar.gz" in msg and "network is unreachable" in msg
+    assert "--generate_data" in msg
+
+
+def test_failed_download_leaves_no_empty_folder_behind(tmp_path, monkeypatch):
+    import torchvision.datasets.utils as tvu
+    monkeypatch.setattr(tvu, "download_and_extract_archive", lambda *a, **k: (_ for _ in ()).throw(OSError("off")))
+    with pytest.raises(DataError):
+        load_cifar100(str(tmp_path / "new" / "data"))
+    assert not (tmp_path / "new").exists()
+    (tmp_path / "kept").mkdir()
+    (tmp_path / "kept" / "mine.txt").write_text("x")
+    with pytest.raises(DataError):
+        load_cifar100(str(tmp_path / "kept"))
+    assert (tmp_path / "kept" / "mine.txt").exists()  # a folder that was there stays
+
+
+def test_generated_sets_carry_a_marker(tmp_path):
+    from dataset.cifar import is_generated, make_synthetic_cifar100, write_cifar100
+    make_synthetic_cifar100(str(tmp_path / "gen"), train_per_class=1, test_per_class=1)
+    assert is_generated(str(tmp_path / "gen"))
+    x = torch.zeros(100, 3, 32, 32, dtype=torch.uint8)
+    write_cifar100(str(tmp_path / "plain"), x, torch.arange(100), x, torch.arange(100))
+    assert not is_generated(str(tmp_path / "plain"))
 
 
 @pytest.mark.parametrize("damage", ["truncate", "garbage", "bad_labels", "bad_shape", "missing_test"])

@@ -4,8 +4,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from crd.sampling import NegativeSampler
-from distiller_zoo._base import CONTRAST_INDEX, INDEX, Batch
+from dataset.negatives import NegativeSampler
+from distiller_zoo.base import CONTRAST_INDEX, INDEX, Batch
 from distiller_zoo.CRD import CRDDistiller
 from models import model_dict
 

@@ -11,7 +11,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from distiller_zoo._base import Batch, Distiller
+from distiller_zoo.base import Batch, Distiller
 from distiller_zoo.AB import ABDistiller
 from distiller_zoo.AT import AttentionDistiller
 from distiller_zoo.CC import CorrelationDistiller
@@ -282,11 +282,13 @@ def test_factor_pretrain_lr_rule(monkeypatch):
 @pytest.mark.parametrize("method", sorted(PRETRAINED))
 def test_pretrain_stops_on_a_non_finite_loss(method):
     """A diverged init stage stops with NonFiniteLoss (exit 3 in the scripts) instead of going on."""
-    from helper.errors import NonFiniteLoss
+    from util.errors import NonFiniteLoss
     d, opt, num_classes = build("standin", method)
     bad = make_batch(num_classes, seed=1)
     bad.images = torch.full_like(bad.images, float("nan"))
-    with pytest.raises(NonFiniteLoss, match=f"non-finite loss in the {method} pre-training stage, epoch 1"):
+    with pytest.raises(NonFiniteLoss, match=rf"non-finite loss in the {method} pre-training stage \(lr [0-9.e-]+\), "
+                                             r"epoch 1") as caught:
         d.pretrain([bad], opt, torch.device("cpu"), log=lambda *_: None)
+    assert "--init_lr" in caught.value.hint  # the flag that sets that stage's rate
     assert all(p.grad is None for p in d.parameters())
     assert d.training and not d.teacher.training

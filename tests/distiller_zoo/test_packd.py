@@ -8,9 +8,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from distiller_zoo._base import Batch
+from distiller_zoo.base import Batch
 from distiller_zoo.PACKD import (SINKHORN_CHECKS, PACKDDistiller, PACKDLoss, add_packd_arguments,
-                                 head_cache_path, sinkhorn_plan)
+                                 head_cache_path, save_cached_head, sinkhorn_plan)
 from tests.reference import apply_fill, assert_stats, contrast_index, load_fixture, sin_input
 
 FIXTURE = load_fixture("losses")["packd"]
@@ -244,14 +244,16 @@ def test_weights_and_single_view(tmp_path):
     d = make_distiller(tmp_path, alpha=0.0, alpha_aug=0.0, beta=0.0)
     _, terms = d.forward_train(make_batch())
     assert float(terms["div"]) == float(terms["div_aug"]) == float(terms["kd"]) == 0.0
-    assert int(d.step_count) == 0  # no PACKD term: the memory is not touched
+    fresh = make_distiller(tmp_path, alpha=0.0, alpha_aug=0.0, beta=0.0)
+    assert torch.equal(d.criterion.memory_t.memory_bank, fresh.criterion.memory_t.memory_bank)  # not touched
     d = make_distiller(tmp_path)
     _, terms = d.forward_train(make_batch(views=1))  # mixup_num 0 or -1: no mixed view
     assert float(terms["div_aug"]) == 0.0 and torch.isfinite(terms["kd"])
 
 
 def test_momentum_zero_during_first_epoch_then_nce_m(tmp_path, monkeypatch):
-    d = make_distiller(tmp_path, steps_per_epoch=3)
+    """The schedule reads the epoch the loop sets, so a resumed run needs no counter."""
+    d = make_distiller(tmp_path)
     seen = []
     original = d.criterion.forward
 
@@ -261,18 +263,36 @@ def test_momentum_zero_during_first_epoch_then_nce_m(tmp_path, monkeypatch):
 
     monkeypatch.setattr(d.criterion, "forward", spy)
     d.train()
-    for step in range(2):  # the forward-only first epoch, as the loop runs it
-        with torch.no_grad():
+    for epoch, steps in ((1, 2), (2, 2), (3, 1)):
+        d.set_epoch(epoch)
+        for step in range(steps):
             d.forward_train(make_batch(step))
-    state = {k: v.clone() for k, v in d.state_dict().items()}
-    assert int(state["step_count"]) == 2
-    # resume from the checkpoint: the counter continues
-    d2 = make_distiller(tmp_path, steps_per_epoch=3)
-    d2.load_state_dict(state)
-    monkeypatch.setattr(d2.criterion, "forward", spy)
-    for step in range(2, 5):
-        d2.forward_train(make_batch(step))
-    assert seen == [0.0, 0.0, 0.0, 0.5, 0.5]
+    assert seen == [0.0, 0.0, 0.5, 0.5, 0.5]
+
+
+def test_checkpoints_with_the_old_step_counter_still_load(tmp_path):
+    d = make_distiller(tmp_path)
+    state = {**d.state_dict(), "step_count": torch.tensor(7)}
+    missing, unexpected = make_distiller(tmp_path).load_state_dict(state, strict=False)
+    assert not unexpected and not missing
+
+
+def test_joint_kl_weighs_all_views_together(tmp_path):
+    """--kl_views joint: alpha * KL over the B*V rows (the authors' root / ImageNet scripts), no div_aug."""
+    split, joint = make_distiller(tmp_path), make_distiller(tmp_path, kl_views="joint")
+    batch = make_batch()
+    _, t_split = split.forward_train(batch)
+    _, t_joint = joint.forward_train(batch)
+    assert "div_aug" not in t_joint and "div_aug" in t_split
+    flat = batch.views.reshape(B * V, 3, 8, 8)
+    with torch.no_grad():
+        s_logits, t_logits = joint.student(flat), joint.teacher_outputs(flat)[0]
+    want = joint.alpha * joint.criterion_div(s_logits, t_logits)
+    assert torch.allclose(t_joint["div"], want, atol=1e-6)
+    # view 0 weighs 1/V of it and the mixed views (V-1)/V: the split terms, reweighted
+    view0, mixed = float(t_split["div"].detach()), float(t_split["div_aug"].detach())
+    assert abs(float(t_joint["div"]) - (view0 + (V - 1) * mixed) / V) < 1e-5
+    assert set(joint.loss_terms()) == {"cls", "div", "kd"} and "all views" in joint.loss_terms()["div"]
 
 
 def test_first_epoch_memory_rows_are_teacher_view0(tmp_path):
@@ -313,7 +333,8 @@ def test_head_cache_written_reused_and_checked(tmp_path):
     teacher_before = {k: v.clone() for k, v in d.teacher.state_dict().items()}
     logs = []
     path = d.pretrain(loader, opt, torch.device("cpu"), logs.append)
-    assert path == head_cache_path(opt.head_cache_dir, "tinyT") and os.path.isfile(path)
+    assert path == head_cache_path(opt.head_cache_dir, "tinyT", d.head_key) and os.path.isfile(path)
+    assert os.path.basename(path).startswith("tinyT_") and path.endswith("_embed.pth")
     assert loader.iterations == opt.t_epoch
     assert any(not torch.equal(before[k], v) for k, v in d.teacher_head.state_dict().items())
     assert all(torch.equal(teacher_before[k], v) for k, v in d.teacher.state_dict().items())
@@ -332,10 +353,31 @@ def test_head_cache_written_reused_and_checked(tmp_path):
     for k, v in d.teacher_head.state_dict().items():
         assert torch.equal(again.teacher_head.state_dict()[k], v)
 
-    # another teacher under the same name is refused
+    # another teacher under the same name trains and caches a head of its own
     other = make_distiller(tmp_path, seed=1)
-    with pytest.raises(ValueError, match="another teacher"):
-        other.pretrain(loader2, opt, torch.device("cpu"), logs.append)
+    loader3 = ListLoader([make_batch(0)])
+    other_path = other.pretrain(loader3, opt, torch.device("cpu"), logs.append)
+    assert other_path != path and loader3.iterations == opt.t_epoch and os.path.isfile(path)
+
+
+@pytest.mark.parametrize("change", [{"t_epoch": 1}, {"t_lr": 0.01}, {"mixup_num": 1}, {"few_ratio": 0.5},
+                                    {"teacher_bf16": True}, {"feat_dim": 8}, {"batch_size": 2}])
+def test_head_cache_is_keyed_by_what_shapes_the_head(tmp_path, change):
+    """A head trained under other settings (a smoke test's --t-epoch 1, ...) is never reused."""
+    base, changed = make_distiller(tmp_path), make_distiller(tmp_path, **change)
+    assert base.head_cache_file() != changed.head_cache_file()
+    assert make_distiller(tmp_path, seed=0).head_cache_file() == base.head_cache_file()  # same settings: shared
+    assert make_distiller(tmp_path, seed=0, trial="7").head_cache_file() == base.head_cache_file()
+
+
+def test_a_head_file_recording_other_settings_is_refused(tmp_path):
+    from util.errors import UsageError
+    d = make_distiller(tmp_path)
+    path = d.head_cache_file()
+    os.makedirs(os.path.dirname(path))
+    save_cached_head(d.head_state(), 1, {**d.head_key, "t_epoch": 1}, path)  # e.g. renamed by hand
+    with pytest.raises(UsageError, match="other settings \\(t_epoch\\)"):
+        d.pretrain(ListLoader([make_batch(0)]), make_opt(tmp_path), torch.device("cpu"), lambda *_: None)
 
 
 def test_head_is_linear_relu_linear_scaled_and_classifier(tmp_path):
@@ -365,25 +407,24 @@ def test_real_models_when_available(tmp_path):
 
 
 def test_head_training_stops_on_a_non_finite_loss_and_caches_nothing(tmp_path):
-    from helper.errors import NonFiniteLoss
+    from util.errors import NonFiniteLoss
     d = make_distiller(tmp_path)
     opt = make_opt(tmp_path)
     bad = make_batch(0)
     bad.views = torch.full_like(bad.views, float("nan"))
     with pytest.raises(NonFiniteLoss, match="teacher-head training .*epoch 1"):
         d.pretrain(ListLoader([bad]), opt, torch.device("cpu"), lambda *_: None)
-    assert not os.path.exists(head_cache_path(opt.head_cache_dir, "tinyT"))
+    assert not os.path.exists(d.head_cache_file())
     assert all(not p.requires_grad for p in d.teacher_head.parameters())
 
 
 def test_a_run_waits_for_a_concurrent_head_training_then_loads_its_head(tmp_path):
     import fcntl
     import threading
-    from distiller_zoo.PACKD import _atomic_save
     opt = make_opt(tmp_path)
-    path = head_cache_path(opt.head_cache_dir, "tinyT")
-    os.makedirs(opt.head_cache_dir)
     waiting = make_distiller(tmp_path)
+    path = waiting.head_cache_file()
+    os.makedirs(opt.head_cache_dir)
     loader, logs, errors = ListLoader([make_batch(0)]), [], []
 
     def pretrain():
@@ -402,27 +443,12 @@ def test_a_run_waits_for_a_concurrent_head_training_then_loads_its_head(tmp_path
         trained = make_distiller(tmp_path)  # same teacher weights (same seed)
         for p in trained.teacher_head.parameters():
             torch.nn.init.constant_(p, 0.25)
-        _atomic_save({"model": trained.head_state(), "epoch": opt.t_epoch}, path)
+        save_cached_head(trained.head_state(), opt.t_epoch, trained.head_key, path)
         fcntl.flock(held, fcntl.LOCK_UN)
     worker.join(10)
     assert not worker.is_alive() and not errors
     assert loader.iterations == 0, "the waiting run trained the head again instead of loading it"
     assert all(torch.equal(p, torch.full_like(p, 0.25)) for p in waiting.teacher_head.parameters())
-
-
-def test_head_cache_records_the_teachers_precision(tmp_path):
-    """A head trained on bf16 teacher features (--teacher_bf16) says so when a float32 run loads it."""
-    bf16, fp32 = make_opt(tmp_path, teacher_bf16=True), make_opt(tmp_path)
-    make_distiller(tmp_path, teacher_bf16=True).pretrain(ListLoader([make_batch(0)]), bf16, torch.device("cpu"), print)
-    saved = torch.load(head_cache_path(bf16.head_cache_dir, "tinyT"), map_location="cpu", weights_only=True)
-    assert saved["teacher_bf16"] is True
-    logs = []
-    make_distiller(tmp_path).pretrain(ListLoader([make_batch(0)]), fp32, torch.device("cpu"), logs.append)
-    assert any("trained on bf16 teacher features, this run uses float32" in m for m in logs)
-    logs.clear()
-    make_distiller(tmp_path, teacher_bf16=True).pretrain(ListLoader([make_batch(0)]), bf16, torch.device("cpu"),
-                                                         logs.append)
-    assert not any("note" in m for m in logs)
 
 
 def test_sinkhorn_default_schedule_runs_no_frozen_iterations_when_it_converges_early(monkeypatch):

@@ -52,8 +52,8 @@ def test_first_epoch_is_forward_only_and_fills_the_memory(tiny_cifar):
     assert changed.all(), "every memory row is written in the first pass (momentum 0)"
     assert torch.allclose(after.norm(dim=1), torch.ones(len(after)), atol=1e-5)
     # the second epoch trains: weights move, and the memory now uses momentum nce_m
-    assert float(distiller.memory_momentum()) == opt.nce_m
     train_epoch(distiller, train, optimizer, 2, device)
+    assert float(distiller.memory_momentum()) == opt.nce_m
     assert any(not torch.equal(v, params[k]) for k, v in distiller.student.named_parameters())
 
 

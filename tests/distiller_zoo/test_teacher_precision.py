@@ -4,7 +4,7 @@ import argparse
 import pytest
 import torch
 
-from distiller_zoo._base import Distiller
+from distiller_zoo.base import Distiller
 from distiller_zoo.KD import KDDistiller
 from models import model_dict
 
@@ -59,7 +59,7 @@ def test_amp_still_reaches_the_teacher_without_teacher_bf16(pair):
 
 def test_kd_loss_with_bf16_teacher_backpropagates_in_float32(pair):
     student, teacher, x = pair
-    from distiller_zoo._base import Batch
+    from distiller_zoo.base import Batch
     opt = argparse.Namespace(teacher_bf16=True, kd_T=4.0, gamma=None, alpha=None, beta=None)
     d = KDDistiller(student, teacher, opt)
     logits, terms = d.forward_train(Batch(images=x, labels=torch.arange(4)))

@@ -9,12 +9,13 @@ import pytest
 import torch
 
 from dataset.loader import DeviceLoader
-from distiller_zoo._base import Distiller
+from distiller_zoo.base import Distiller
 from helper import checkpoint
 from helper.checkpoint import (atomic_save, atomic_write_json, capture_rng, load_checkpoint,
                                remove_stale_temp_files, restore_rng)
-from helper.errors import UsageError
-from helper.trainer import LATEST, FaultHooks, Trainer, check_run_folder
+from util.errors import UsageError
+from helper.trainer import LATEST, Trainer, check_run_folder
+from tests.fault_hooks import FaultHooks
 from tests.helper.test_loops import TinyNet, tiny_data
 
 IDENTITY = {"kind": "student", "model_s": "tiny", "model_t": "tiny_t", "distill": "vanilla"}
@@ -74,17 +75,26 @@ def test_files_get_the_usual_permissions(finished_run):
     assert os.stat(finished_run / LATEST).st_mode & 0o777 == 0o666 & ~mask
 
 
-def test_resume_of_a_finished_run_only_finishes_it(finished_run, tmp_path):
-    """Also: metric rows of epochs after the checkpoint (a crash before 'latest' was written) are dropped."""
-    with open(finished_run / "metrics.jsonl", "a") as fh:
-        fh.write(json.dumps({"epoch": 3, "train_loss": 1.0}) + "\n" + '{"epoch": 4, "tra')
+def test_resume_of_a_finished_run_rewrites_nothing(finished_run):
+    before = {p.name: p.read_bytes() for p in finished_run.iterdir() if p.is_file()}
     logs = []
     trainer = make_trainer(finished_run, options(resume="auto"), log=logs.append)
     path = check_run_folder(str(finished_run), trainer.opt, IDENTITY)
     assert path == str(finished_run / LATEST)
-    trainer.fit(path)
-    assert trainer.epoch == 2 and any("resumed from" in m for m in logs)
-    assert len(open(finished_run / "metrics.jsonl").readlines()) == 2
+    summary = trainer.fit(path)
+    assert trainer.epoch == 2 and any("already finished" in m for m in logs)
+    assert summary["epochs"] == 2
+    assert {p.name: p.read_bytes() for p in finished_run.iterdir() if p.is_file()} == before
+
+
+def test_resume_drops_metric_rows_written_after_the_checkpoint(finished_run):
+    """A crash after a metrics row but before 'latest' was written: the row is redone, not kept twice."""
+    with open(finished_run / "metrics.jsonl", "a") as fh:
+        fh.write(json.dumps({"epoch": 3, "train_loss": 1.0}) + "\n" + '{"epoch": 4, "tra')
+    trainer = make_trainer(finished_run, options(resume="auto", epochs=3))
+    trainer.fit(str(finished_run / LATEST))
+    rows = [json.loads(line) for line in open(finished_run / "metrics.jsonl")]
+    assert [r["epoch"] for r in rows] == [1, 2, 3] and "lr" in rows[-1]
 
 
 # ---------------------------------------------------------------------------------- atomic writes
@@ -164,7 +174,7 @@ def test_run_folder_rules(tmp_path, finished_run):
         check_run_folder(str(finished_run), options(), IDENTITY)
     assert check_run_folder(str(finished_run), options(overwrite=True), IDENTITY) is None
     other = {**IDENTITY, "distill": "crd"}
-    with pytest.raises(UsageError, match="distill='vanilla', not 'crd'"):
+    with pytest.raises(UsageError, match="distill 'vanilla' there, 'crd' now"):
         check_run_folder(str(tmp_path / "x"), options(resume=str(finished_run / LATEST)), other)
     with pytest.raises(UsageError, match="does not exist"):
         check_run_folder(str(fresh), options(resume=str(tmp_path / "none.pth")), IDENTITY)

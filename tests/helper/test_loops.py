@@ -8,8 +8,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from dataset.loader import DeviceLoader
-from distiller_zoo._base import Distiller
-from helper.errors import NonFiniteLoss, UsageError
+from distiller_zoo.base import Distiller
+from util.errors import NonFiniteLoss, UsageError
 from helper.loops import EpochStats, evaluate, train_epoch
 from helper.options import parse_milestones
 from helper.util import learning_rate_at

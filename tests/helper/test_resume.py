@@ -11,7 +11,7 @@ For kd, crd and packd on a tiny data set (resnet8 teacher and student, CPU,
              --resume auto to the end.
 
 The interruptions use the trainer's test hooks (KD_TEST_KILL_AT, KD_TEST_SIGNAL_AT,
-KD_TEST_NAN_AT; see helper/trainer.py), so they happen at an exact step. Baselines and
+KD_TEST_NAN_AT; see tests/fault_hooks.py), so they happen at an exact step. Baselines and
 lineages run side by side; each test waits for the runs it checks.
 """
 import argparse
@@ -71,7 +71,7 @@ def world(tmp_path_factory):
 
 
 def argv(world, method, save_dir, *extra):
-    return [sys.executable, str(ROOT / "train_student.py"), "--path_t", str(world.teacher), "--distill", method,
+    return [sys.executable, str(ROOT / "tests" / "fault_hooks.py"), str(ROOT / "train_student.py"), "--path_t", str(world.teacher), "--distill", method,
             "--model_s", "resnet8", "--data_folder", str(world.data), "--save_dir", str(save_dir),
             "--epochs", str(EPOCHS[method]), "--batch_size", "50", "--save_freq", "1", "--device", "cpu",
             "--deterministic", "--no_progress", "--no_tensorboard", "--nce_k", "16", "--t_epoch", "1",

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from crd.sampling import NegativeSampler
+from dataset.negatives import NegativeSampler
 
 
 def balanced_labels(n=60, classes=4):

@@ -1,4 +1,4 @@
-"""On-device negative sampling for CRD, batched over the whole batch.
+"""On-device negative sampling for CRD and PACKD, batched over the whole batch.
 
 Replaces RepDistiller's `CIFAR100InstanceSample.__getitem__` (numpy, one sample at a
 time in data-loader workers): for each sample, column 0 is the positive and the
@@ -6,6 +6,9 @@ other `nce_k` columns are indices of samples of OTHER classes, drawn without
 replacement unless that pool is smaller than `nce_k`.
 """
 import torch
+
+from util.class_index import ClassIndex
+from util.errors import UsageError
 
 MODES = ("exact", "relax")
 _MASKED_KEY = 2.0  # larger than any torch.rand key, so same-class candidates sort last
@@ -21,41 +24,37 @@ class NegativeSampler:
     """
 
     def __init__(self, labels, nce_k, mode="exact"):
-        labels = torch.as_tensor(labels)
-        if labels.dim() != 1 or labels.numel() == 0 or labels.is_floating_point():
-            raise ValueError("labels must be a non-empty 1-D integer tensor of training labels")
+        """labels: the training labels, or a `util.class_index.ClassIndex` shared with other samplers."""
         if int(nce_k) <= 0:
-            raise ValueError(f"nce_k must be a positive number of negatives, got {nce_k}")
+            raise UsageError(f"--nce_k must be a positive number of negatives, got {nce_k}")
         if mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+            raise UsageError(f"--mode must be one of {MODES}, got {mode!r}")
         self.nce_k, self.mode = int(nce_k), mode
-
-        # Contiguous class ids, samples sorted by class (stable), per-class start/count.
-        _, class_of = torch.unique(labels.long(), return_inverse=True)
-        counts = torch.bincount(class_of)
-        if counts.numel() < 2:
-            raise ValueError("labels hold a single class: CRD needs at least two classes for negatives")
-        self.class_of = class_of
-        self.by_class = torch.argsort(class_of, stable=True)
-        self.class_count = counts
-        self.class_start = torch.cumsum(counts, 0) - counts
+        self.classes = labels if isinstance(labels, ClassIndex) else ClassIndex(labels)
+        if self.classes.num_classes < 2:
+            raise UsageError("the labels hold a single class: CRD/PACKD need at least two classes for negatives")
         # Static per-dataset decisions (one host read at construction, none per batch).
-        pool_size = labels.numel() - counts
+        pool_size = self.classes.n_data - self.classes.class_count
         self.any_with_replacement = bool((pool_size < self.nce_k).any())
         self.all_with_replacement = bool((pool_size < self.nce_k).all())
 
     @property
     def device(self):
-        return self.class_of.device
+        return self.classes.device
 
     @property
     def n_data(self):
-        return self.class_of.numel()
+        return self.classes.n_data
+
+    # The class table's tensors, under the names the sampling code reads.
+    class_of = property(lambda self: self.classes.class_of)
+    by_class = property(lambda self: self.classes.by_class)
+    class_count = property(lambda self: self.classes.class_count)
+    class_start = property(lambda self: self.classes.class_start)
 
     def to(self, device):
         """Move the index tables to `device` (in place, like nn.Module.to); returns self."""
-        for name in ("class_of", "by_class", "class_count", "class_start"):
-            setattr(self, name, getattr(self, name).to(device))
+        self.classes.to(device)
         return self
 
     def sample(self, index, generator=None):
@@ -75,9 +74,7 @@ class NegativeSampler:
 
     def _same_class(self, cls, generator):
         """One uniform draw from each row's own class (relax-mode positive)."""
-        count = self.class_count[cls]
-        offset = (self._uniform(cls.shape, generator) * count).long().clamp_max_(count - 1)
-        return self.by_class[self.class_start[cls] + offset]
+        return self.classes.draw_same_class(cls, generator)
 
     def _other_classes(self, cls, generator):
         if self.all_with_replacement:
