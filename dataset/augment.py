@@ -63,10 +63,16 @@ def crop_flip(images, offsets, flips, pad=PAD):
     return out.view(n, c, h, w)
 
 
-def augment(images, generator=None):
+def augment(images, generator=None, autoaugment=False):
     """Training augmentation of the reference: crop 32 with padding 4, flip, normalise.
 
+    autoaugment (`--dataset cifar100_aug`, the PACKD authors' teachers): crop, flip, their
+    CIFAR10Policy (fill 128), Cutout 16, normalise, in that order, as their loader.
     images: uint8 (N, 3, 32, 32) on any device; returns normalised float32 there.
     """
     offsets, flips = crop_flip_params(images.shape[0], generator, images.device)
-    return normalize(crop_flip(images, offsets, flips))
+    images = crop_flip(images, offsets, flips)
+    if autoaugment:
+        from dataset.autoaugment import CUTOUT_LENGTH, cifar10_policy, cutout
+        images = cutout(cifar10_policy(images, generator), generator, CUTOUT_LENGTH)
+    return normalize(images)

@@ -12,7 +12,7 @@ import math
 
 import torch
 
-from distiller_zoo._base import Batch, CONTRAST_INDEX, INDEX, VIEWS
+from dataset.batch import Batch, CONTRAST_INDEX, INDEX, VIEWS
 from dataset.augment import CIFAR100_MEAN, CIFAR100_STD, augment, normalize
 
 
@@ -35,7 +35,7 @@ class DeviceLoader:
     """
 
     def __init__(self, images, labels, batch_size, train=True, needs=(), negatives=None, views=None,
-                 seed=0, device=None):
+                 seed=0, device=None, autoaugment=False):
         if batch_size <= 0:
             raise ValueError(f"--batch_size must be positive, got {batch_size}")
         device = torch.device(device) if device is not None else images.device
@@ -50,6 +50,7 @@ class DeviceLoader:
             raise ValueError("this method needs extra views: pass a view builder")
         self.negatives = negatives
         self.views = views
+        self.autoaugment = autoaugment  # the PACKD authors' CIFAR10Policy + Cutout (cifar100_aug)
         self.device = device
         self.generator = torch.Generator(device=device)
         self.generator.manual_seed(seed)
@@ -95,7 +96,7 @@ class DeviceLoader:
             batch.views = self.views.build(index, self.generator)
             batch.images = batch.views[:, 0]
         elif self.train:
-            batch.images = augment(raw, self.generator)
+            batch.images = augment(raw, self.generator, autoaugment=self.autoaugment)
         else:
             batch.images = normalize(raw)
         return attach_sample_extras(batch, index, self.needs, self.negatives, self.generator)
@@ -145,7 +146,8 @@ class TorchLoader:
             raise ValueError("--loader torch cannot build this method's extra views; use --loader device")
         ops = [T.RandomCrop(32, padding=4), T.RandomHorizontalFlip()] if train else []
         if train and autoaugment:
-            # PACKD's teachers (cifar100_aug): CIFAR AutoAugment policy, then Cutout 16 after ToTensor
+            # cifar100_aug on this comparison path: torchvision's CIFAR AutoAugment (fill 0, its own
+            # magnitude bins) then Cutout 16; the device path has the PACKD authors' own policy
             ops.append(T.AutoAugment(T.AutoAugmentPolicy.CIFAR10))
         post = [Cutout(16)] if train and autoaugment else []
         transform = T.Compose(ops + [T.ToDtype(torch.float32, scale=True)] + post

@@ -3,7 +3,7 @@ import torch
 
 from dataset import load_cifar100
 from dataset.loader import DeviceLoader, TorchLoader
-from distiller_zoo._base import INDEX
+from distiller_zoo.base import INDEX
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +116,26 @@ def test_test_batch_size_rule():
 
 
 def test_bad_test_batch_size_is_a_usage_error():
-    from helper.errors import UsageError
+    from util.errors import UsageError
     import train_teacher
     with pytest.raises(UsageError, match="--test_batch_size must be positive"):
         train_teacher.parse_args(["--model", "resnet8", "--test_batch_size", "0"])
+
+
+def test_cifar100_aug_applies_the_authors_policy_then_cutout_on_the_device():
+    """DeviceLoader(autoaugment=True): crop/flip, CIFAR10Policy, Cutout 16, normalise, from its generator."""
+    from dataset.augment import crop_flip, crop_flip_params, normalize
+    from dataset.autoaugment import cifar10_policy, cutout
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (40, 3, 32, 32), dtype=torch.uint8, generator=g)
+    labels = torch.arange(40) % 4
+    loader = DeviceLoader(images, labels, 16, train=True, seed=5, device="cpu", autoaugment=True)
+    batch = next(iter(loader))
+    ref = torch.Generator().manual_seed(5)
+    order = torch.randperm(40, generator=ref)[:16]
+    raw = images.index_select(0, order)
+    offsets, flips = crop_flip_params(16, ref, raw.device)
+    want = normalize(cutout(cifar10_policy(crop_flip(raw, offsets, flips), ref), ref, 16))
+    assert torch.equal(batch.images, want)
+    plain = next(iter(DeviceLoader(images, labels, 16, train=True, seed=5, device="cpu")))
+    assert not torch.equal(plain.images, batch.images)
