@@ -7,7 +7,6 @@ name, else from --model_t. `--path_t` may also name a run folder (`resolve_teach
 the sweep finds a teacher by model name with `find_teacher`.
 """
 import glob
-import hashlib
 import json
 import math
 import os
@@ -16,6 +15,7 @@ import torch
 
 from helper.checkpoint import load_checkpoint
 from util.errors import UsageError
+from util.fingerprint import state_fingerprint
 
 SUMMARY = "summary.json"
 EPOCH_240 = "ckpt_epoch_240.pth"
@@ -79,17 +79,12 @@ def load_teacher(path, model_t=None, num_classes=100, trust=False):
 
 
 def weights_fingerprint(model):
-    """SHA-256 (first 16 hex digits) of a model's state_dict: names, dtypes, shapes and values.
+    """SHA-256 (first 16 hex digits) of a model's state_dict (`util.fingerprint`).
 
     It identifies the teacher a student run was started with, whatever the file is called
     or where it lives, so a resume with different teacher weights is refused.
     """
-    digest = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        t = tensor.detach().cpu().contiguous()
-        digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()[:16]
+    return state_fingerprint(model)
 
 
 # ---------------------------------------------------------------------------------------

@@ -77,7 +77,7 @@ def method_classes():
 
 def method_name(distill):
     cls = method_classes().get(distill)
-    return str(getattr(cls, "display_name", distill)) if cls is not None else str(distill)
+    return str(getattr(cls, "display_name", None) or distill) if cls is not None else str(distill)
 
 
 def method_order(distill):

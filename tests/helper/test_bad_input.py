@@ -70,10 +70,11 @@ def student_argv(world, save_dir, *extra, teacher=None, data=None):
 
 def kd_run_folder(save_dir, model_s="resnet8", distill="kd", gamma=0.1, alpha=0.9, beta=0.0):
     """The folder train_student.py would use (its own naming function)."""
-    import train_student
+    from distiller_zoo import METHODS
+    from helper.run_folder import student_folder
     opt = argparse.Namespace(model_s=model_s, model_t="resnet8", dataset="cifar100", distill=distill,
                              gamma=gamma, alpha=alpha, beta=beta, trial="1", save_dir=str(save_dir))
-    return pathlib.Path(train_student.run_folder(opt))
+    return pathlib.Path(student_folder(opt, METHODS[distill]))
 
 
 def fake_resumable(path, identity):
@@ -180,13 +181,13 @@ def case_mixup_num_below_minus_one(w, d):
 def case_resume_run_of_another_method(w, d):
     other = d / "other_run" / "latest.pth"
     fake_resumable(other, {"kind": "student", "model_s": "resnet8", "model_t": "resnet8", "distill": "crd"})
-    return student_argv(w, d / "save", "--resume", str(other)), "distill='crd'"
+    return student_argv(w, d / "save", "--resume", str(other)), "distill 'crd' there, 'kd' now"
 
 
 def case_resume_run_of_another_model(w, d):
     other = d / "other_run" / "latest.pth"
     fake_resumable(other, {"kind": "student", "model_s": "resnet14", "model_t": "resnet8", "distill": "kd"})
-    return student_argv(w, d / "save", "--resume", str(other)), "model_s='resnet14'"
+    return student_argv(w, d / "save", "--resume", str(other)), "model_s 'resnet14' there, 'resnet8' now"
 
 
 def case_finished_run(w, d):
