@@ -57,6 +57,7 @@ def main(argv=None):
     method = METHODS[opt.distill]
     device = resolve_device(opt.device)
     teacher, opt.model_t = load_teacher(opt.path_t, opt.model_t, trust=opt.trust_checkpoint)
+    method.resolve_pair_settings(opt)
     weights = resolve_weights(method, opt)
     opt.gamma, opt.alpha, opt.beta = weights["gamma"], weights["alpha"], weights["beta"]
     opt.generated_data = data_is_generated(opt)

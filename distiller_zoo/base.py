@@ -72,6 +72,12 @@ class Distiller(nn.Module):
         anything is written; raise `UsageError` with what to do. Subclasses call super()."""
 
     @classmethod
+    def resolve_pair_settings(cls, opt):
+        """Fill the defaults that the authors set per teacher/student pair (flags left at None),
+        once `opt.model_s` and `opt.model_t` are known and before the run's identity is taken.
+        Per-pair weights go to opt.gamma/alpha/beta only when the user gave none."""
+
+    @classmethod
     def folder_tags(cls, opt):
         """Run-folder name parts beyond RepDistiller's (`["ag:1.0"]`): the settings that tell
         this method's published ablations apart, so two of them never share a folder."""
