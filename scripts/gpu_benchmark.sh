@@ -53,6 +53,8 @@ DEADLINE=${DEADLINE:-420}
 COMPILE=${COMPILE:-1}
 DEVICE=${DEVICE:-cuda}
 BENCH_ARGS=${BENCH_ARGS:-}
+# The lines of scripts/benchmark.py's output shown under each row (scripts/bench/report.py).
+SHOWN='^(training step|forward-only|epoch|projected|data path|host syncs|negative|memory-bank|sinkhorn|levers|peak|malloc)'
 
 : >"$OUT" || { echo "error: cannot write '$OUT'" >&2; exit 2; }
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/gpu_bench.XXXXXX") || exit 2
@@ -114,8 +116,7 @@ row() {
     # shellcheck disable=SC2086
     if limited "$label" "$limit" $PYTHON scripts/benchmark.py --device "$DEVICE" --json --label "$label" \
         --steps "$STEPS" --warmup "$WARMUP" "$@" $BENCH_ARGS; then
-        grep -E '^(training step|epoch|projected|data path|host syncs|negative|memory-bank|sinkhorn|levers|peak)' \
-            "$tmp/$label.out" | sed 's/^/   /'
+        grep -E "$SHOWN" "$tmp/$label.out" | sed 's/^/   /'
         tail -n 1 "$tmp/$label.out" >>"$OUT"
     fi
 }

@@ -1,5 +1,6 @@
 """scripts/benchmark.py: a tiny CPU run per memory-bank family (kd, crd, packd) through the
-command line, plus the projection arithmetic and the input checks in-process."""
+command line, a method class registered at runtime benchmarked in-process (nothing in the
+benchmark names a method), plus the projection arithmetic and the input checks."""
 import importlib.util
 import json
 import math
@@ -9,6 +10,8 @@ import sys
 
 import pytest
 import torch
+import torch.nn as nn
+import torch.nn.functional as F
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SCRIPT = os.path.join(REPO_ROOT, "scripts", "benchmark.py")
@@ -56,6 +59,7 @@ def positive(value):
     return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", CLI_METHODS)
 def test_cli_json_last_line(cli_runs, method):
     returncode, stdout, stderr = cli_runs[method]
@@ -84,8 +88,10 @@ def test_cli_json_last_line(cli_runs, method):
         assert positive(data["device_method"]["images_per_s"])
         assert positive(report["negative_sampling"]["ms_per_batch"])
         assert positive(report["criterion"]["ms_per_batch"])
+        assert report["criterion"]["module"] == {"crd": "criterion_kd (CRDLoss)",
+                                                 "packd": "criterion (PACKDLoss)"}[method]
     else:
-        assert "negative_sampling" not in report
+        assert "negative_sampling" not in report and "criterion" not in report
     if method == "packd":
         assert report["views"] == 4
         assert positive(report["forward_only_ms_per_step"])
@@ -93,9 +99,12 @@ def test_cli_json_last_line(cli_runs, method):
         assert report["pretrain"]["epochs"] == 60 and report["pretrain"]["skipped"] is True
         assert positive(report["pretrain"]["epoch_s_estimate"])
         assert report["projected_run_with_pretrain_s"] > report["projected_run_s"]
-        assert positive(report["sinkhorn"]["ms_per_call"])
+        assert positive(report["sinkhorn"]["ms_per_call"]) and report["sinkhorn"]["calls_per_step"] == 1
+        assert report["sinkhorn"]["iterations"] >= 1
     else:
         assert report["projection"]["forward_only_epoch_s"] == 0
+        assert "sinkhorn" not in report
+    assert report["malloc"]["applied"] is None or report["malloc"]["applied"]["M_TRIM_THRESHOLD"] > 0
     assert any("pre-training stage skipped" in n for n in report["notes"]) == (method == "packd")
 
 
@@ -144,7 +153,7 @@ def test_options_are_train_students(bench):
     (["--levers", "--compile"], "without --compile"),
 ])
 def test_bad_input_is_a_usage_error(bench, argv, message):
-    from helper.errors import UsageError
+    from util.errors import UsageError
     with pytest.raises(UsageError, match=message):
         bench.parse_args(argv)
 
@@ -158,3 +167,122 @@ def test_data_only_in_process(bench):
         torch.set_num_threads(threads)
     assert positive(report["ms_per_step"]) and positive(report["images_per_s"])
     assert "device_method" in report["data_path"] and "criterion" not in report
+
+
+def test_distill_takes_an_alias(bench):
+    _, opt = bench.parse_args(["--distill", "PACKDCONLoss"])
+    assert opt.distill == "packd"
+
+
+def run_in_process(bench, argv):
+    args, opt = bench.parse_args(argv)
+    threads = torch.get_num_threads()
+    lines = []
+    try:
+        report = bench.run_benchmark(args, opt, log=lines.append)
+    finally:
+        torch.set_num_threads(threads)
+    return report, lines
+
+
+# -- a method the benchmark has never heard of ---------------------------------------------
+class TinyBank(nn.Module):
+    """A memory bank scored at the batch's contrast indices (what CRD-like criteria do)."""
+
+    def __init__(self, n_data, dim):
+        super().__init__()
+        self.embed = nn.Linear(dim, 8)
+        self.register_buffer("memory", F.normalize(torch.randn(n_data, 8), dim=1))
+
+    def forward(self, features, contrast_index):
+        scores = (F.normalize(self.embed(features), dim=1) @ self.memory.t()).gather(1, contrast_index)
+        return (torch.logsumexp(scores, dim=1) - scores[:, 0]).mean()
+
+
+def make_fake_method():
+    from dataset.batch import CONTRAST_INDEX, INDEX
+    from distiller_zoo.base import Distiller
+
+    class FakeMethod(Distiller):
+        """Registered at runtime: its own flag, a criterion on contrast indices, a
+        pre-training stage of --fake_stage_epochs epochs and a forward-only first epoch."""
+        name = "fake_bank"
+        needs = frozenset({INDEX, CONTRAST_INDEX})
+        default_weights = {"gamma": 1.0, "alpha": 0.0, "beta": 0.5}
+        forward_only_first_epoch = True
+
+        @classmethod
+        def add_arguments(cls, parser):
+            parser.add_argument("--fake_stage_epochs", type=int, default=3)
+
+        def __init__(self, student, teacher, opt):
+            super().__init__(student, teacher, opt)
+            self.bank = TinyBank(opt.n_data, 100)
+            self.stage_passes = 0
+
+        def forward_train(self, batch):
+            logits = self.student(batch.images)
+            return logits, {"cls": self.gamma * F.cross_entropy(logits, batch.labels),
+                            "kd": self.beta * self.bank(logits, batch.contrast_index)}
+
+        def pretrain(self, loader, opt, device, log=print):
+            sgd = torch.optim.SGD(self.bank.parameters(), lr=0.01)
+            for _ in range(opt.fake_stage_epochs):
+                self.stage_passes += 1
+                for batch in loader:
+                    with torch.no_grad():
+                        logits = self.student(batch.images)
+                    loss = self.bank(logits, batch.contrast_index)
+                    sgd.zero_grad()
+                    loss.backward()
+                    sgd.step()
+
+    return FakeMethod
+
+
+@pytest.fixture
+def fake_method(monkeypatch):
+    import distiller_zoo
+    cls = make_fake_method()
+    monkeypatch.setattr(distiller_zoo, "METHODS", {**distiller_zoo.METHODS, cls.name: cls})
+    return cls
+
+
+def test_a_method_registered_at_runtime_is_benchmarked(bench, fake_method):
+    report, lines = run_in_process(bench, ["--distill", "fake_bank", *TINY, "--skip_data_path", "--eval_steps", "1",
+                                           "--fake_stage_epochs", "4"])
+    assert report["method"] == "fake_bank" and report["steps"] == 2
+    for key in ("ms_per_step", "epoch_s", "projected_run_s", "forward_only_ms_per_step"):
+        assert positive(report[key]), key
+    # the stage ran with the real options: its epochs are the passes it made over its loader
+    assert report["pretrain"]["epochs"] == 4 and report["pretrain"]["steps_timed"] == 2
+    assert positive(report["pretrain"]["epoch_s_estimate"])
+    assert report["projected_run_with_pretrain_s"] > report["projected_run_s"]
+    # the module that consumed the contrast indices is timed alone, found without a name
+    assert report["criterion"]["module"] == "bank (TinyBank)" and report["criterion"]["rows"] == 16
+    assert report["criterion"]["negatives"] == 32 and report["criterion"]["backward"] is True
+    assert positive(report["negative_sampling"]["ms_per_batch"])
+    assert any(line.startswith("forward-only step (fake_bank's first epoch)") for line in lines)
+    from util.malloc import _glibc
+    if _glibc() is not None:
+        assert report["malloc"]["applied"]["M_TRIM_THRESHOLD"] > 0
+
+
+def test_no_malloc_tuning_keeps_the_defaults(bench, fake_method):
+    report, lines = run_in_process(bench, ["--distill", "fake_bank", *TINY, "--skip_data_path", "--eval_steps", "0",
+                                           "--pretrain_steps", "0", "--no_malloc_tuning"])
+    assert report["malloc"] == {"applied": None, "why": "--no_malloc_tuning"}
+    assert "malloc: glibc defaults (--no_malloc_tuning)" in lines
+    assert report["pretrain"]["epochs"] is None  # --pretrain_steps 0: the stage is not run at all
+    assert report["projected_run_with_pretrain_s"] == report["projected_run_s"]
+
+
+def test_stage_loader_counts_passes_and_times_the_first(bench):
+    from dataset import DeviceLoader
+    from scripts.bench.steps import StageLoader
+    from scripts.bench.timing import Stopwatch
+    loader = DeviceLoader(torch.zeros(50, 3, 32, 32, dtype=torch.uint8), torch.arange(50) % 10, 8)
+    stage = StageLoader(loader, warmup=2, steps=3, stopwatch=Stopwatch(torch.device("cpu")))
+    sizes = [sum(1 for _ in stage) for _ in range(4)]
+    assert sizes == [5, 1, 1, 1] and stage.passes == 4 and stage.timed_batches == 3
+    assert stage.stopwatch.seconds is not None and stage.stopwatch.seconds >= 0
