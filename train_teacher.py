@@ -22,6 +22,8 @@ def parse_args(argv=None):
 def main(argv=None):
     from dataset import data_is_generated, load_data, make_loaders
     from distiller_zoo.base import Distiller
+    from helper import distributed
+    from util.malloc import keep_freed_memory
     from helper.model_setup import prepare_model
     from helper.run_folder import teacher_folder, teacher_identity
     from helper.trainer import Trainer, check_run_folder
@@ -29,24 +31,33 @@ def main(argv=None):
     from models import model_dict
 
     opt = parse_args(argv)
-    device = resolve_device(opt.device)
+    procs, device = distributed.start(resolve_device(opt.device), opt.dist_timeout)
+    if device.type == "cpu":
+        keep_freed_memory()  # glibc: keep freed activation memory in the process (~25% faster steps)
+    say = print if procs.is_main else (lambda *a, **k: None)  # rank 0 alone prints
     opt.generated_data = data_is_generated(opt)
     run_dir = teacher_folder(opt)
     identity = teacher_identity(opt)
-    resume_path = check_run_folder(run_dir, opt, identity)
+    resume_path = check_run_folder(run_dir, opt, identity, log=say)
     seed_everything(opt.seed, opt.deterministic)
+    if not procs.is_main:
+        distributed.barrier()  # rank 0 reads first: it alone downloads or generates the data
     data = load_data(opt)
+    if procs.is_main:
+        distributed.barrier()
     opt.n_data = len(data["train"][1])
-    train_loader, test_loader = make_loaders(opt, data, device)
+    train_loader, test_loader = make_loaders(opt, data, device, rank=procs.rank, world_size=procs.world_size)
     model = prepare_model(model_dict[opt.model](num_classes=100), opt, device)
     distiller = Distiller(model, None, opt).to(device)
     run_info = {**vars(opt), "kind": "teacher", "model": opt.model, "epochs": opt.epochs, "device": str(device),
-                "identity": identity}
+                "identity": identity, "world_size": procs.world_size}
     if opt.generated_data:
-        print(f"WARNING: '{opt.data_folder}' holds a GENERATED data set, not CIFAR-100: for trying the code only; "
+        say(f"WARNING: '{opt.data_folder}' holds a GENERATED data set, not CIFAR-100: for trying the code only; "
               f"the run records generated_data=true")
-    print(f"training {opt.model} on {opt.dataset} ({opt.n_data} images) on {device}; run folder '{run_dir}'")
-    trainer = Trainer(opt, distiller, train_loader, test_loader, run_dir, opt.model, identity, run_info, device)
+    where = f"{procs.world_size} processes, global batch {opt.batch_size}, " if procs.distributed else ""
+    say(f"training {opt.model} on {opt.dataset} ({opt.n_data} images) on {where}{device}; run folder '{run_dir}'")
+    trainer = Trainer(opt, distiller, train_loader, test_loader, run_dir, opt.model, identity, run_info, device,
+                      log=say, procs=procs)
     trainer.fit(resume_path)
 
 

@@ -10,6 +10,8 @@ import math
 import torch
 import torch.nn as nn
 
+from util.dist import gather_rows, mean_over_ranks
+
 # Slot layout of the `params` buffer, kept as in RepDistiller so checkpoints match.
 _K, _T, _Z_V1, _Z_V2, _MOMENTUM = range(5)
 _Z_UNSET = -1.0  # a normalisation constant below zero means "set me on the next call"
@@ -79,15 +81,18 @@ class ContrastMemory(nn.Module):
 
             with torch.no_grad():
                 # Z = mean score * n_data, fixed on the first call (no host sync needed).
-                current = torch.stack([out_v1.mean(), out_v2.mean()]) * self.n_data
+                current = mean_over_ranks(torch.stack([out_v1.mean(), out_v2.mean()]) * self.n_data)
                 z = torch.where(self.normalization < 0, current, self.normalization)
                 self.normalization.copy_(z)
             out_v1 = out_v1 / z[0]
             out_v2 = out_v2 / z[1]
 
             with torch.no_grad():
-                self._update(self.memory_v1, v1, y)
-                self._update(self.memory_v2, v2, y)
+                # Under torch.distributed every rank writes the rows of the whole global batch,
+                # so the banks stay identical (one bank, as with one process).
+                all_v1, all_v2, all_y = gather_rows(v1.detach(), v2.detach(), y)
+                self._update(self.memory_v1, all_v1, all_y)
+                self._update(self.memory_v2, all_v2, all_y)
         return out_v1, out_v2
 
     def _update(self, memory, embeddings, y):

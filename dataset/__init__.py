@@ -36,7 +36,7 @@ def test_batch_size(opt, device):
     return CUDA_TEST_BATCH if torch.device(device).type == "cuda" else opt.batch_size
 
 
-def make_loaders(opt, data, device, needs=()):
+def make_loaders(opt, data, device, needs=(), rank=0, world_size=1):
     """Train and test loaders for `opt`, providing what the method `needs`.
 
     The providers are chosen by need, never by method name: negatives for contrast
@@ -64,6 +64,8 @@ def make_loaders(opt, data, device, needs=()):
     if autoaugment and VIEWS in needs:
         raise UsageError("--dataset cifar100_aug is for plain training (the authors' teacher option); a method "
                          "that builds its own views (packd) distils on --dataset cifar100")
+    if opt.loader == "torch" and world_size > 1:
+        raise UsageError("--loader torch runs in one process; under torchrun use the default --loader device")
     if opt.loader == "torch":
         if autoaugment:
             print("note: --loader torch uses torchvision's AutoAugment for cifar100_aug (fill 0, its own magnitudes); "
@@ -73,6 +75,9 @@ def make_loaders(opt, data, device, needs=()):
                             autoaugment=autoaugment)
     else:
         train = DeviceLoader(train_x, train_y, opt.batch_size, train=True, needs=needs, negatives=negatives,
-                             views=views, seed=opt.seed, device=device, autoaugment=autoaugment)
-    test = DeviceLoader(test_x, test_y, test_batch_size(opt, device), train=False, device=device)
+                             views=views, seed=opt.seed, device=device, autoaugment=autoaugment, rank=rank,
+                             world_size=world_size)
+    test_batch = test_batch_size(opt, device)
+    test_batch += (-test_batch) % world_size  # a global batch that splits evenly over the ranks
+    test = DeviceLoader(test_x, test_y, test_batch, train=False, device=device, rank=rank, world_size=world_size)
     return train, test

@@ -13,6 +13,7 @@ import math
 import torch
 
 from dataset.batch import Batch, CONTRAST_INDEX, INDEX, VIEWS
+from util.errors import UsageError
 from dataset.augment import CIFAR100_MEAN, CIFAR100_STD, augment, normalize
 
 
@@ -35,7 +36,7 @@ class DeviceLoader:
     """
 
     def __init__(self, images, labels, batch_size, train=True, needs=(), negatives=None, views=None,
-                 seed=0, device=None, autoaugment=False):
+                 seed=0, device=None, autoaugment=False, rank=0, world_size=1):
         if batch_size <= 0:
             raise ValueError(f"--batch_size must be positive, got {batch_size}")
         device = torch.device(device) if device is not None else images.device
@@ -52,8 +53,19 @@ class DeviceLoader:
         self.views = views
         self.autoaugment = autoaugment  # the PACKD authors' CIFAR10Policy + Cutout (cifar100_aug)
         self.device = device
+        # Under torch.distributed (world_size > 1) `batch_size` is the global batch: every rank
+        # draws the same permutation (order_generator, seeded alike) and takes its slice of each
+        # global batch; its augmentation/negatives/views draw from a generator of its own.
+        self.rank, self.world_size, self.seed = int(rank), int(world_size), seed
+        if self.world_size > 1 and batch_size % self.world_size:
+            raise UsageError(f"--batch_size {batch_size} is the global batch and must divide evenly over "
+                             f"{self.world_size} processes; pick a multiple of {self.world_size}")
         self.generator = torch.Generator(device=device)
-        self.generator.manual_seed(seed)
+        self.generator.manual_seed(rank_seed(seed, self.rank) if self.world_size > 1 else seed)
+        self.order_generator = None
+        if self.world_size > 1:
+            self.order_generator = torch.Generator(device=device)
+            self.order_generator.manual_seed(seed)
 
     def __len__(self):
         return math.ceil(len(self.labels) / self.batch_size)
@@ -62,11 +74,22 @@ class DeviceLoader:
     def num_samples(self):
         return len(self.labels)
 
+    def unsharded(self):
+        """The loader one process would use (whole batches, generator seeded as one process),
+        for a stage that rank 0 runs alone under torchrun (PACKD's head, AB/FT/FSP init)."""
+        return DeviceLoader(self.images, self.labels, self.batch_size, self.train, self.needs, self.negatives,
+                            self.views, seed=self.seed, device=self.device, autoaugment=self.autoaugment)
+
     def state_dict(self):
-        return {"generator": self.generator.get_state()}
+        state = {"generator": self.generator.get_state()}
+        if self.order_generator is not None:
+            state["order_generator"] = self.order_generator.get_state()
+        return state
 
     def load_state_dict(self, state):
         self.generator.set_state(state["generator"].cpu())
+        if self.order_generator is not None:
+            self.order_generator.set_state(state["order_generator"].cpu())
 
     def __iter__(self):
         return self.iterate()
@@ -79,14 +102,23 @@ class DeviceLoader:
         """
         n = len(self.labels)
         if self.train:
-            order = torch.randperm(n, generator=self.generator, device=self.device)
+            order = torch.randperm(n, generator=self.order_generator or self.generator, device=self.device)
         else:
             order = torch.arange(n, device=self.device)
         for step in range(len(self)):
-            index = order[step * self.batch_size:(step + 1) * self.batch_size]
+            index = self._my_part(order, order[step * self.batch_size:(step + 1) * self.batch_size])
             batch = self._make(index)
             if step >= skip:
                 yield batch
+
+    def _my_part(self, order, index):
+        """This rank's slice of a global batch. A last batch smaller than the number of ranks
+        is topped up from the start of the epoch's order, so no rank ever gets an empty batch."""
+        if self.world_size == 1:
+            return index
+        if self.train and index.numel() < self.world_size:  # evaluation may leave a rank empty
+            index = torch.cat([index, order[:self.world_size - index.numel()]])
+        return index.tensor_split(self.world_size)[self.rank]
 
     def _make(self, index):
         # index_select, not images[index]: advanced indexing of uint8 rows is ~8x slower on CPU
@@ -100,6 +132,11 @@ class DeviceLoader:
         else:
             batch.images = normalize(raw)
         return attach_sample_extras(batch, index, self.needs, self.negatives, self.generator)
+
+
+def rank_seed(seed, rank):
+    """A generator seed of its own for each rank, derived from the run's seed."""
+    return (int(seed) * 1_000_003 + 7919 * (int(rank) + 1)) % 2 ** 63
 
 
 class Cutout:

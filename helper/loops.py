@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from util.errors import NonFiniteLoss
 from helper.util import topk_correct
+from util.dist import sum_over_ranks
 from util.precision import autocast_context
 
 
@@ -93,6 +94,13 @@ class EpochStats:
         return {"loss": sums[0].clone(), "correct": sums[-1].clone(), "count": zero + self.count,
                 "terms": {k: sums[1 + i].clone() for i, k in enumerate(self._names)}, "steps": self.steps}
 
+    def sum_over_ranks(self):
+        """Under torch.distributed: the epoch's sums and count over all ranks (once per epoch)."""
+        if self.sums is not None:
+            sum_over_ranks(self.sums)
+        count = sum_over_ranks(torch.tensor([float(self.count)], dtype=torch.float64, device=self.device))
+        self.count = int(round(float(count)))
+
     def load_state_dict(self, s):
         self.count, self.steps = int(round(float(s["count"]))), s["steps"]
         self.sums = self.bad = None
@@ -109,12 +117,15 @@ def uses_cuda_graphs(opt):
 
 
 def train_epoch(distiller, loader, optimizer, epoch, device, *, amp=False, forward_only=False, skip=0,
-                stats=None, print_freq=100, should_stop=lambda: False, progress=None, cuda_graph_steps=False):
+                stats=None, print_freq=100, should_stop=lambda: False, progress=None, cuda_graph_steps=False,
+                step_module=None):
     """One pass over `loader`. Returns (stats, steps_done, stopped_early).
 
     Calls `distiller.set_epoch(epoch)` first (warm-ups, momentum schedules).
     forward_only: no gradient, no optimizer step (PACKD's first epoch fills its memory
     and the student's BatchNorm statistics). skip: steps already done (mid-epoch resume).
+    step_module: the module whose call runs `distiller.forward_train(batch)` (the DDP wrapper under
+    torchrun, so gradients are averaged over ranks); default the distiller itself.
     cuda_graph_steps: mark each step's start for CUDA graphs (`uses_cuda_graphs`), so the
     graphs' outputs of the previous step may be reused. The step calls several graphs
     (student forward, teacher forward, student backward) and keeps none of the previous
@@ -125,13 +136,13 @@ def train_epoch(distiller, loader, optimizer, epoch, device, *, amp=False, forwa
     distiller.set_epoch(epoch)
     stats = stats or EpochStats(device)
     total = len(loader)
-    step = skip
+    forward = step_module if step_module is not None else distiller.forward_train
     grad_context = torch.no_grad if forward_only else contextlib.nullcontext
     for step, batch in enumerate(loader.iterate(skip), start=skip):
         if cuda_graph_steps:
             torch.compiler.cudagraph_mark_step_begin()
         with grad_context(), autocast_context(device, amp):
-            logits, terms = distiller.forward_train(batch)
+            logits, terms = forward(batch)
             loss = sum(terms.values())
         if not forward_only:
             optimizer.zero_grad(set_to_none=True)
@@ -160,7 +171,7 @@ def evaluate(model, loader, device, amp=False):
     loss = torch.zeros((), device=device, dtype=torch.float64)
     c1 = torch.zeros_like(loss)
     c5 = torch.zeros_like(loss)
-    n = 0
+    n = torch.zeros_like(loss)
     for batch in loader:
         with autocast_context(device, amp):
             logits = model(batch.images)
@@ -170,5 +181,6 @@ def evaluate(model, loader, device, amp=False):
         c1 += a1
         c5 += a5
         n += batch.labels.shape[0]
-    vals = torch.stack([loss, c1, c5]).tolist()
-    return {"test_loss": vals[0] / n, "test_acc": 100.0 * vals[1] / n, "test_acc_top5": 100.0 * vals[2] / n}
+    # sharded under torch.distributed: the sums of all ranks, i.e. one process's evaluation
+    loss, c1, c5, n = sum_over_ranks(torch.stack([loss, c1, c5, n])).tolist()
+    return {"test_loss": loss / n, "test_acc": 100.0 * c1 / n, "test_acc_top5": 100.0 * c5 / n}

@@ -69,6 +69,12 @@ def add_training_arguments(p, compile_help="torch.compile the model"):
                    choices=["default", "reduce-overhead", "max-autotune"],
                    help="torch.compile mode; reduce-overhead uses CUDA graphs (GPU)")
     g.add_argument("--deterministic", action="store_true", help="deterministic algorithms (bit-exact resume)")
+    g.add_argument("--sync_bn", action="store_true",
+                   help="under torchrun: SyncBatchNorm for the student and the method's modules (BatchNorm "
+                        "statistics over the global batch instead of each process's slice)")
+    g.add_argument("--dist_timeout", type=int, default=180,
+                   help="under torchrun: minutes a collective may wait (ranks wait while rank 0 runs a "
+                        "pre-training stage such as PACKD's head)")
     g.add_argument("--resume", type=str, default=None, help="checkpoint path, or 'auto' = latest of this run")
     g.add_argument("--overwrite", action="store_true", help="train again in a folder that holds a finished run")
     g.add_argument("--trust_checkpoint", action="store_true",

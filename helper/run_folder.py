@@ -20,7 +20,7 @@ RUN_INFO = "run.json"
 SPEED_AND_LOGGING = frozenset({
     "print_freq", "tb_freq", "save_freq", "test_batch_size", "num_workers", "loader", "device",
     "channels_last", "compile", "compile_mode", "deterministic", "no_progress", "no_tensorboard",
-    "data_folder", "generate_data", "save_dir", "resume", "overwrite", "trust_checkpoint",
+    "data_folder", "generate_data", "save_dir", "resume", "overwrite", "trust_checkpoint", "dist_timeout",
 })
 # Named in the identity's own fields (or, for the trial, in the folder name; its seed is a setting).
 NAMED_ELSEWHERE = frozenset({"model", "model_s", "model_t", "distill", "path_t", "trial", "teacher_weights"})

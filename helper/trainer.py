@@ -19,7 +19,7 @@ import time
 
 import torch
 
-from helper import run_folder
+from helper import distributed, run_folder
 from helper.checkpoint import atomic_save, atomic_write_json, capture_rng, load_checkpoint, plain, restore_rng
 from helper.checkpoint import remove_stale_temp_files
 from helper.loops import EpochStats, evaluate, train_epoch, uses_cuda_graphs
@@ -46,6 +46,17 @@ def read_resumable(path, what="--resume checkpoint"):
     return ckpt
 
 
+class TrainStep(torch.nn.Module):
+    """`distiller.forward_train` as a module call, so DistributedDataParallel can wrap it."""
+
+    def __init__(self, distiller):
+        super().__init__()
+        self.distiller = distiller
+
+    def forward(self, batch):
+        return self.distiller.forward_train(batch)
+
+
 def check_run_folder(run_dir, opt, identity, log=print):
     """`helper.run_folder.check_run_folder` reading this project's checkpoints."""
     return run_folder.check_run_folder(run_dir, opt, identity, read_resumable, log)
@@ -53,14 +64,28 @@ def check_run_folder(run_dir, opt, identity, log=print):
 
 class Trainer:
     def __init__(self, opt, distiller, train_loader, test_loader, run_dir, model_name, identity, run_info,
-                 device, log=print):
+                 device, log=print, procs=None):
+        self.procs = procs or distributed.Processes()
+        if not self.procs.is_main:
+            log = _silent  # rank 0 alone prints and writes
         self.opt, self.distiller = opt, distiller
         self.train_loader, self.test_loader = train_loader, test_loader
         self.run_dir, self.model_name, self.identity = run_dir, model_name, identity
         self.run_info = run_info
         self.device = device
         self.log = log
+        if getattr(opt, "sync_bn", False) and self.procs.distributed and device.type != "cuda":
+            raise UsageError("--sync_bn needs CUDA: PyTorch's SyncBatchNorm does not run on the CPU (gloo); "
+                             "drop it there")
+        if getattr(opt, "sync_bn", False) and not self.procs.distributed:
+            log("note: --sync_bn has no effect in one process (it syncs BatchNorm across torchrun's processes)")
+        if self.procs.distributed and getattr(opt, "sync_bn", False):
+            distiller.student = torch.nn.SyncBatchNorm.convert_sync_batchnorm(distiller.student)
+            for name, module in list(distiller.named_children()):
+                if module in distiller.extra_modules():
+                    setattr(distiller, name, torch.nn.SyncBatchNorm.convert_sync_batchnorm(module))
         self.optimizer = make_optimizer(distiller.trainable_parameters(), opt, device)
+        self.step_module = None  # the DDP wrapper, built once every rank holds the same state
         self.total_epochs = opt.epochs + (1 if distiller.forward_only_first_epoch else 0)
         self.epoch = 0          # last finished epoch
         self.step = 0           # steps done in the current (unfinished) epoch
@@ -91,12 +116,29 @@ class Trainer:
             "epoch_stats": self.stats_state,
             "rng": capture_rng(),
             "args": plain(vars(self.opt)),
-            "run": {"identity": plain(self.identity), "total_epochs": self.total_epochs},
+            "run": {"identity": plain(self.identity), "total_epochs": self.total_epochs,
+                    "world_size": self.procs.world_size},
         }
+
+    def _per_rank_state(self, state):
+        """Under torchrun: every rank's loader generators and RNGs, so each resumes its own."""
+        if self.procs.distributed:
+            ranks = distributed.gather_objects({"loader": state["loader"], "rng": state["rng"]})
+            state["loader_ranks"] = [r["loader"] for r in ranks]
+            state["rng_ranks"] = [r["rng"] for r in ranks]
+        return state
 
     def load(self, path):
         """Restore everything `state` saved; UsageError (nothing changed on disk) when it does not fit."""
         ckpt = read_resumable(path)
+        theirs = ckpt["run"].get("world_size", 1)
+        if theirs != self.procs.world_size:
+            raise UsageError(f"--resume '{path}' was trained by {theirs} process(es), this command runs "
+                             f"{self.procs.world_size}; resume with the same torchrun --nproc_per_node x --nnodes "
+                             f"(the data order and every rank's generators depend on it)")
+        if self.procs.distributed:  # this rank's own generators
+            ckpt["loader"] = ckpt["loader_ranks"][self.procs.rank]
+            ckpt["rng"] = ckpt["rng_ranks"][self.procs.rank]
         student_keys = set(self.distiller.student.state_dict())
         if set(ckpt["model"]) != student_keys:
             raise UsageError(f"--resume '{path}' holds another student architecture than {self.model_name}; "
@@ -133,7 +175,10 @@ class Trainer:
         self.log(f"resumed from '{path}' at {where} (stage {self.stage})")
 
     def save(self, name, accuracy=None):
-        atomic_save(self.state(accuracy), os.path.join(self.run_dir, name))
+        """Collective under torchrun (every rank's generators are gathered); rank 0 writes."""
+        state = self._per_rank_state(self.state(accuracy))
+        if self.procs.is_main:
+            atomic_save(state, os.path.join(self.run_dir, name))
 
     @property
     def finished(self):
@@ -146,9 +191,11 @@ class Trainer:
             self.load(resume_path)  # before anything is written: a checkpoint that does not fit changes nothing
             if self.finished:
                 return self._already_finished()
-        os.makedirs(self.run_dir, exist_ok=True)
-        remove_stale_temp_files(self.run_dir)
-        if fresh:
+        if not self.procs.is_main:
+            pass  # files are rank 0's
+        elif fresh:
+            os.makedirs(self.run_dir, exist_ok=True)
+            remove_stale_temp_files(self.run_dir)
             # a fresh start in a folder holding an unfinished (or overwritten) run
             if os.path.isfile(os.path.join(self.run_dir, LATEST)):
                 self.log(f"note: starting afresh in '{self.run_dir}'; its {LATEST} will be replaced "
@@ -159,14 +206,24 @@ class Trainer:
                 os.unlink(summary)
             self.run_log.open(plain(self.run_info))  # run.json: written once, by the run that starts
         else:
+            remove_stale_temp_files(self.run_dir)
             self.run_log.trim_metrics(self.epoch)
             self.run_log.open()
         if self.stage == "pretrain":
             self._pretrain()
-        with StopRequest() as stop:
+        self._wrap_for_processes()
+        # Under torchrun a signal ends every rank at once (the ranks cannot agree on a step to
+        # stop at without a sync per step): the run loses at most the current epoch.
+        with StopRequest(immediate=self.procs.distributed) as stop:
             while self.epoch < self.total_epochs:
                 epoch = self.epoch + 1
-                finished = self._run_epoch(epoch, stop)
+                try:
+                    finished = self._run_epoch(epoch, stop)
+                except Interrupted as e:
+                    print(f"stopped by {e} during epoch {epoch}; '{os.path.join(self.run_dir, LATEST)}' holds the "
+                          f"end of epoch {self.epoch}: the same command plus --resume auto continues",
+                          file=sys.stderr)
+                    raise SystemExit(128 + e.signum) from None
                 if stop() and not (finished and self.epoch >= self.total_epochs):
                     self._stopped(stop, epoch, finished)
         return self._finish()
@@ -197,7 +254,10 @@ class Trainer:
         rng, loader_state = capture_rng(), self.train_loader.state_dict()
         try:
             with StopRequest(immediate=True):
-                self.distiller.pretrain(self.train_loader, self.opt, self.device, self.log)
+                if self.procs.is_main:  # under torchrun: on the whole data, as one process; then broadcast
+                    loader = self.train_loader.unsharded() if self.procs.distributed else self.train_loader
+                    self.distiller.pretrain(loader, self.opt, self.device, self.log)
+                distributed.broadcast_state(self.distiller)
         except Interrupted as e:
             print(f"stopped by {e} during the pre-training stage; nothing to save yet: the same command "
                   f"(with or without --resume auto) redoes the stage", file=sys.stderr)
@@ -207,6 +267,17 @@ class Trainer:
         self.stage = "main"
         self.epoch_start_loader = self.train_loader.state_dict()
         self.save(LATEST)
+
+    def _wrap_for_processes(self):
+        """Under torchrun: make every rank hold rank 0's state, then let DDP average gradients.
+
+        Buffers are not broadcast each step: memory banks stay in sync by their own gathered
+        updates, and BatchNorm statistics are per rank (as in any DDP run; --sync_bn syncs them)."""
+        if not self.procs.distributed or self.step_module is not None:
+            return
+        distributed.broadcast_state(self.distiller)
+        from torch.nn.parallel import DistributedDataParallel
+        self.step_module = DistributedDataParallel(TrainStep(self.distiller), **_no_buffer_sync())
 
     def _stopped(self, stop, epoch, finished):
         if not finished:
@@ -229,19 +300,25 @@ class Trainer:
             stats.load_state_dict(self.stats_state)
         t0 = time.time()
         desc = f"epoch {epoch}/{self.total_epochs}" + (" (forward only)" if forward_only else "")
-        progress = Progress(len(self.train_loader), desc, enabled=not getattr(opt, "no_progress", False),
-                            start=self.step)
+        progress = Progress(len(self.train_loader), desc, start=self.step,
+                            enabled=self.procs.is_main and not getattr(opt, "no_progress", False))
         try:
             stats, steps, stopped = train_epoch(
                 self.distiller, self.train_loader, self.optimizer, epoch, self.device, amp=opt.amp,
                 forward_only=forward_only, skip=self.step, stats=stats, print_freq=opt.print_freq,
-                should_stop=stop, progress=progress, cuda_graph_steps=uses_cuda_graphs(opt))
+                should_stop=stop, progress=progress, cuda_graph_steps=uses_cuda_graphs(opt),
+                step_module=self.step_module)
         finally:
             progress.close()
         if stopped:
             self.step, self.stats_state = steps, stats.state_dict()
             return False
+        if self.procs.distributed:
+            # BatchNorm statistics are per process: every rank takes rank 0's (the weights that are
+            # saved), so the sharded evaluation is that model's, and all ranks end the epoch identical
+            distributed.broadcast_buffers(self.distiller.student)
         test = evaluate(self.distiller, self.test_loader, self.device, amp=opt.amp)
+        stats.sum_over_ranks()
         self.epoch, self.step, self.stats_state = epoch, 0, None
         self.epoch_start_loader = self.train_loader.state_dict()
         acc = test["test_acc"]
@@ -249,7 +326,8 @@ class Trainer:
         row = {"epoch": epoch, "lr": lr, **stats.summary(), **test, "seconds": round(time.time() - t0, 3)}
         if forward_only:
             row["forward_only"] = True
-        self.run_log.record(row)
+        if self.procs.is_main:
+            self.run_log.record(row)
         self.log(f"epoch {epoch}/{self.total_epochs} lr {lr:.4g} | train loss {row['train_loss']:.4f} "
                  f"acc {row['train_acc']:.2f} | test loss {test['test_loss']:.4f} acc {acc:.2f} "
                  f"top5 {test['test_acc_top5']:.2f} | {row['seconds']:.1f}s")
@@ -267,11 +345,26 @@ class Trainer:
                    "epochs": self.total_epochs}
         if "generated_data" in self.run_info:
             summary["generated_data"] = bool(self.run_info["generated_data"])
-        atomic_write_json(summary, os.path.join(self.run_dir, SUMMARY))
+        if self.procs.is_main:
+            atomic_write_json(summary, os.path.join(self.run_dir, SUMMARY))
         self.run_log.close()
         self.log(f"finished: last-epoch test top-1 {self.last_acc:.2f} (reported), "
                  f"best {self.best_acc:.2f} at epoch {self.best_epoch}; run folder '{self.run_dir}'")
         return summary
+
+
+def _no_buffer_sync():
+    """DDP's switch for "do not broadcast buffers every forward", under both spellings (newer
+    torch renamed it; the GPU machines' 2.11 knows only the old one)."""
+    import inspect
+    from torch.nn.parallel import DistributedDataParallel
+    if "forward_sync_buffers" in inspect.signature(DistributedDataParallel.__init__).parameters:
+        return {"forward_sync_buffers": False}
+    return {"broadcast_buffers": False}
+
+
+def _silent(*args, **kwargs):
+    pass
 
 
 def make_optimizer(params, opt, device):
@@ -288,16 +381,19 @@ def run_guarded(main):
     loss -> exit 3; a second Ctrl-C -> exit 130. Anything else is a bug and shows its
     traceback (a ValueError in a method's __init__ included).
     """
+    say = print if distributed.launched_processes().is_main else _silent  # one line, not one per rank
     try:
         main()
     except UsageError as e:
-        print(f"error: {e}", file=sys.stderr)
+        say(f"error: {e}", file=sys.stderr)
         raise SystemExit(2)
     except NonFiniteLoss as e:
         print(f"error: {e}; the run stopped and its last good checkpoints are untouched ({e.hint})",
               file=sys.stderr)
         raise SystemExit(3)
     except KeyboardInterrupt:
-        print("interrupted; resume from the last epoch's latest.pth with the same command plus --resume auto",
-              file=sys.stderr)
+        say("interrupted; resume from the last epoch's latest.pth with the same command plus --resume auto",
+            file=sys.stderr)
         raise SystemExit(130)
+    finally:
+        distributed.stop()

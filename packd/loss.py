@@ -7,6 +7,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from packd.sinkhorn import sinkhorn_plan
+from util.dist import gather_rows
 
 
 class Embed(nn.Module):
@@ -121,7 +122,8 @@ class PACKDLoss(nn.Module):
         with torch.autocast(device_type=feat_s.device.type, enabled=False):
             embed_s = self.embed_s(feat_s.float()).view(batch, views, -1)
             embed_t = self.embed_t(feat_t.float()).view(batch, views, -1)
-            self.memory_t.update(embed_t[:, 0].detach(), idx, momentum)
+            # every rank writes the rows of the whole global batch: one bank on every rank
+            self.memory_t.update(*gather_rows(embed_t[:, 0].detach(), idx), momentum)
             negatives = contrast_idx[:, 1:] if self.exclude_anchor else contrast_idx
             neg = self.memory_t.scores(embed_s, negatives, self.score_mode)  # (B, V, K')
             plan = sinkhorn_plan(embed_s.detach(), embed_t.detach(), self.ops_eps, self.ops_err_thres,

@@ -44,8 +44,11 @@ POLL_SECONDS = 0.05
 COMMON_HELP = """\
 #   TRIALS        trials per {per}, run as --trial 0 .. TRIALS-1 (default: 1)
 {pairs_var}#   GPUS          comma list of GPU ids (default: 0); every run sees exactly one of them
-#                 through CUDA_VISIBLE_DEVICES
-#   JOBS_PER_GPU  runs at the same time on each GPU (default: 1)
+#                 through CUDA_VISIBLE_DEVICES (GPUS_PER_RUN of them with GPUS_PER_RUN > 1)
+#   JOBS_PER_GPU  runs at the same time on each GPU (group) (default: 1)
+#   GPUS_PER_RUN  GPUs of one run (default: 1); > 1 starts each run under torchrun
+#                 (python -m torch.distributed.run --standalone --nproc_per_node N), the
+#                 GPUS split into groups of N
 {save_t_var}#   SAVE_DIR      --save_dir of the runs (default: ./save)
 #   LOG_DIR       one <run>.log per run, plus <run>.done markers (default: $SAVE_DIR/logs)
 #   EXTRA_ARGS    appended to every command, split on spaces
@@ -134,7 +137,7 @@ class ConfigError(Exception):
 class Config:
     """The settings shared by both sweeps, read from the environment (sh's ${VAR:-default}:
     an empty variable counts as unset)."""
-    gpus: list
+    gpus: list               # one entry per slot group: "0", or "0,1" with GPUS_PER_RUN=2
     jobs_per_gpu: int
     trials: int
     save_dir: str
@@ -144,6 +147,15 @@ class Config:
     dry_run: bool
     force: bool
     environ: dict = field(default_factory=dict)
+    gpus_per_run: int = 1
+
+    @property
+    def launcher(self):
+        """The command a run starts with: the interpreter, under torchrun for several GPUs."""
+        if self.gpus_per_run == 1:
+            return self.python
+        return [*self.python, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
+                str(self.gpus_per_run)]
 
     @property
     def resume_args(self):
@@ -156,7 +168,7 @@ def env_value(environ, name, default):
 
 
 def positive_int(environ, name):
-    """TRIALS, JOBS_PER_GPU: digits, no leading zero (as the shell scripts accepted)."""
+    """TRIALS, JOBS_PER_GPU, GPUS_PER_RUN: digits, no leading zero (as the shell scripts accepted)."""
     text = env_value(environ, name, "1")
     if not re.fullmatch(r"[1-9][0-9]*", text):
         raise ConfigError(f"{name} must be a positive integer, got '{text}'")
@@ -173,6 +185,10 @@ def read_config(environ):
     if not gpus:
         raise ConfigError("GPUS must list at least one GPU id, e.g. GPUS=0,1")
     jobs_per_gpu = positive_int(environ, "JOBS_PER_GPU")
+    per_run = positive_int(environ, "GPUS_PER_RUN")
+    if len(gpus) % per_run:
+        raise ConfigError(f"GPUS_PER_RUN={per_run} must divide the {len(gpus)} GPUS ({','.join(gpus)}) into groups")
+    gpus = [",".join(gpus[i:i + per_run]) for i in range(0, len(gpus), per_run)]
     trials = positive_int(environ, "TRIALS")
     save_dir = env_value(environ, "SAVE_DIR", "./save")
     python = env_value(environ, "PYTHON", "python").split()
@@ -182,7 +198,7 @@ def read_config(environ):
                   log_dir=env_value(environ, "LOG_DIR", f"{save_dir}/logs"),
                   extra_args=env_value(environ, "EXTRA_ARGS", "").split(), python=python,
                   dry_run=environ.get("DRY_RUN") == "1", force=environ.get("FORCE") == "1",
-                  environ=dict(environ))
+                  environ=dict(environ), gpus_per_run=per_run)
 
 
 def shell_quote(args):
@@ -315,7 +331,7 @@ def plan(config, runs):
     finished and is skipped; with other arguments it is started again (--resume auto lets
     train_student.py decide whether the run folder fits). DRY_RUN prints the commands."""
     queue, skipped = [], 0
-    python = shell_quote(config.python)
+    python = shell_quote(config.launcher)
     for run in runs:
         marker = marker_path(config, run)
         recorded = None if config.force else read_marker(marker)
@@ -388,7 +404,7 @@ def start(config, run, gpu):
     interpreter could not be started; the reason is in the log)."""
     log = os.path.join(config.log_dir, f"{run.name}.log")
     job = Job(run, gpu, log)
-    command = config.python + run.args
+    command = config.launcher + run.args
     stale = marker_path(config, run)
     if os.path.exists(stale):  # other arguments (or FORCE=1): it no longer describes the run folder
         os.unlink(stale)

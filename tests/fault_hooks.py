@@ -7,6 +7,9 @@ the log messages):
   KD_TEST_KILL_AT=E:S          SIGKILL the process as step S of epoch E starts
   KD_TEST_SIGNAL_AT=E:S[:SIG]  send SIGTERM (or SIGINT) to the process during step S
   KD_TEST_NAN_AT=E:S           make every loss term of step S of epoch E NaN
+  KD_TEST_DUMP_DIR=DIR         after the run (and as the main loop starts), each process saves
+                               its distiller's state to DIR/rank<R>[_start].pth (under torchrun: R = its rank)
+A hook may end in @R to act on rank R only (e.g. KD_TEST_KILL_AT=2:3@1).
 They let tests interrupt or break a run without timing races; the production classes
 know nothing of them (this runner wraps `Trainer` before the script starts).
 """
@@ -44,7 +47,14 @@ class FaultHooks:
     @classmethod
     def from_env(cls, environ=os.environ):
         """-> FaultHooks, or None when no hook variable is set (the normal case)."""
-        if not any(environ.get(k) for k in (HOOK_KILL, HOOK_SIGNAL, HOOK_NAN)):
+        mine = {}
+        for key in (HOOK_KILL, HOOK_SIGNAL, HOOK_NAN):
+            text = environ.get(key, "")
+            text, _, only_rank = text.partition("@")
+            if text and (not only_rank or only_rank == environ.get("RANK", "0")):
+                mine[key] = text
+        environ = mine
+        if not environ:
             return None
         hooks = cls()
         if environ.get(HOOK_KILL):
@@ -81,6 +91,29 @@ class FaultHooks:
 
 
 
+def install_dump(folder):
+    """Wrap `Trainer` so each process saves its distiller's state at the main loop's start and end."""
+    import torch
+    from helper.trainer import Trainer
+    original_wrap, original_finish = Trainer._wrap_for_processes, Trainer._finish
+    rank = os.environ.get("RANK", "0")
+
+    def dump(trainer, suffix):
+        os.makedirs(folder, exist_ok=True)
+        torch.save({k: v.detach().cpu().clone() for k, v in trainer.distiller.state_dict().items()},
+                   os.path.join(folder, f"rank{rank}{suffix}.pth"))
+
+    def _wrap_for_processes(self):
+        original_wrap(self)
+        dump(self, "_start")
+
+    def _finish(self):
+        dump(self, "")
+        return original_finish(self)
+
+    Trainer._wrap_for_processes, Trainer._finish = _wrap_for_processes, _finish
+
+
 def install_into_trainer(hooks):
     """Wrap `Trainer` so every run installs `hooks` into its distiller and tells them the epoch."""
     from helper.trainer import Trainer
@@ -102,6 +135,8 @@ def main(argv):
     hooks = FaultHooks.from_env()
     if hooks is not None:
         install_into_trainer(hooks)
+    if os.environ.get("KD_TEST_DUMP_DIR"):
+        install_dump(os.environ["KD_TEST_DUMP_DIR"])
     sys.argv = [script, *args]
     runpy.run_path(script, run_name="__main__")
 

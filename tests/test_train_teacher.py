@@ -77,6 +77,9 @@ def test_generated_data_never_lands_where_real_data_is_looked_for(tmp_path, monk
     """Without --data_folder, --generate_data writes to ./data_generated; a run on it says so and records it."""
     from util.errors import UsageError
     monkeypatch.chdir(tmp_path)
+    import util.malloc
+    tuned = []
+    monkeypatch.setattr(util.malloc, "keep_freed_memory", lambda: tuned.append(True))
     opt = train_teacher.parse_args(["--generate_data"])
     assert opt.data_folder == "./data_generated"
     assert train_teacher.parse_args([]).data_folder == "./data"
@@ -86,6 +89,7 @@ def test_generated_data_never_lands_where_real_data_is_looked_for(tmp_path, monk
                         "cpu", "--no_progress", "--no_tensorboard"])
     out = capsys.readouterr().out
     assert "GENERATED data set, not CIFAR-100" in out and not (tmp_path / "data").exists()
+    assert tuned == [True]  # a CPU run keeps freed memory in the process (util.malloc)
     run = tmp_path / "save" / "models" / "resnet8_cifar100_lr_0.05_decay_0.0005_trial_0"
     assert json.load(open(run / "run.json"))["generated_data"] is True
     assert json.load(open(run / "summary.json"))["generated_data"] is True

@@ -734,3 +734,17 @@ def test_fetch_teachers_errors(tmp_path, dirs):
     assert res.returncode == 1 and "no .pth checkpoint" in res.stderr
     res = run_script(FETCH_TEACHERS, ARCHIVE=tmp_path / "nope.tar", SAVE_T=dirs["SAVE_T"])
     assert res.returncode == 2 and "is not a file" in res.stderr
+
+
+def test_gpus_per_run_groups_gpus_and_launches_torchrun(tmp_path):
+    """GPUS_PER_RUN=2: each run sees two GPUs and starts under torchrun with 2 processes."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("sweep_for_test", SWEEP)
+    sweep = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sweep)
+    config = sweep.read_config({"GPUS": "0,1,2,3", "GPUS_PER_RUN": "2", "PYTHON": "python3"})
+    assert config.gpus == ["0,1", "2,3"]
+    assert config.launcher == ["python3", "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    assert sweep.read_config({"GPUS": "0"}).launcher == ["python"]
+    with pytest.raises(sweep.ConfigError, match="GPUS_PER_RUN=2 must divide"):
+        sweep.read_config({"GPUS": "0,1,2", "GPUS_PER_RUN": "2"})

@@ -1,0 +1,101 @@
+"""Several processes under `torchrun`: one per GPU (NCCL) or per CPU process (gloo).
+
+`python train_*.py` alone runs one process and no process group, exactly as before.
+Under `torchrun --nproc_per_node N` (one node or several: `--nnodes`, `--node_rank`,
+rendezvous flags) each process trains on its slice of every global batch; gradients are
+averaged by DistributedDataParallel, memory banks are updated with the whole global batch
+(`util.dist.gather_rows`), evaluation is sharded and summed, and rank 0 alone writes files
+and prints. A pre-training stage runs on rank 0 alone (on the whole data, as one process
+would) and its result is broadcast, so every rank starts the main loop identical.
+"""
+import datetime
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+from util.errors import UsageError
+
+# Other ranks wait in a collective while rank 0 runs a pre-training stage (PACKD's head:
+# 60 epochs): the process group's timeout must outlast it.
+DEFAULT_TIMEOUT_MIN = 180
+
+
+@dataclass
+class Processes:
+    rank: int = 0
+    local_rank: int = 0
+    world_size: int = 1
+
+    @property
+    def is_main(self):
+        return self.rank == 0
+
+    @property
+    def distributed(self):
+        return self.world_size > 1
+
+
+def launched_processes():
+    """What torchrun says about this process (RANK / LOCAL_RANK / WORLD_SIZE); one process otherwise."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Processes()
+    return Processes(rank=int(os.environ["RANK"]), local_rank=int(os.environ.get("LOCAL_RANK", "0")),
+                     world_size=world)
+
+
+def start(device, timeout_min=DEFAULT_TIMEOUT_MIN):
+    """-> (Processes, this process's device). Joins the process group when torchrun started several
+    processes: NCCL on CUDA (device cuda:LOCAL_RANK), gloo on the CPU."""
+    procs = launched_processes()
+    if not procs.distributed:
+        return procs, device
+    if device.type == "cuda":
+        if procs.local_rank >= torch.cuda.device_count():
+            raise UsageError(f"this node runs process {procs.local_rank} but sees {torch.cuda.device_count()} "
+                             f"GPU(s); start torchrun with --nproc_per_node <= the visible GPUs")
+        device = torch.device("cuda", procs.local_rank)
+        torch.cuda.set_device(device)
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    if not dist.is_initialized():
+        dist.init_process_group(backend, timeout=datetime.timedelta(minutes=timeout_min))
+    return procs, device
+
+
+def stop():
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+@torch.no_grad()
+def broadcast_state(module, src=0):
+    """Every parameter and buffer of `module` from rank `src` to all ranks (in place)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    for tensor in module.state_dict().values():
+        dist.broadcast(tensor, src)
+
+
+@torch.no_grad()
+def broadcast_buffers(module, src=0):
+    """Only the buffers (BatchNorm statistics) of `module` from rank `src`."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    for tensor in module.buffers():
+        dist.broadcast(tensor, src)
+
+
+def gather_objects(obj):
+    """[obj of rank 0, obj of rank 1, ...] on every rank (small Python objects only)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return [obj]
+    out = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def barrier():
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
