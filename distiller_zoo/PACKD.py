@@ -98,6 +98,11 @@ class PACKDDistiller(Distiller):
     @classmethod
     def finalize_options(cls, opt):
         super().finalize_options(opt)
+        from .KD import default_temperature, fill_unset
+        if getattr(opt, "logit_stand", False):
+            raise UsageError("--logit_stand standardises the logits of a logit method (kd, dkd, dist); packd is "
+                             "not one: drop --logit_stand")
+        fill_unset(opt, {"kd_T": default_temperature(opt)})
         if opt.mixup_num < -1:
             raise UsageError(f"--mixup_num must be -1 or more, got {opt.mixup_num}")
         if opt.nce_k <= 0:

@@ -41,6 +41,8 @@ class Distiller(nn.Module):
     default_weights = {"gamma": 1.0, "alpha": 0.0, "beta": 0.0}
     # CLI words the benchmark sweep passes besides -r/-a/-b (the published recipe).
     sweep_args = ()
+    # Published variants the sweep also runs, as METHODS="<name>+<key>": {key: extra CLI words}.
+    sweep_variants = {}
     # Flags of the authors' scripts accepted but without effect: {dest: reason}.
     no_effect_flags = {}
     # Flags of this method that change only speed or logs, never what is trained.

@@ -85,8 +85,10 @@ DISTILL_HELP = """\
 #
 # Configuration (environment variables):
 #   METHODS       methods to run, space or comma separated (default: packd). Any
-#                 --distill name of distiller_zoo; each gets the loss weights of its class
-#                 (default_weights as -r/-a/-b) and its sweep_args:
+#                 --distill name of distiller_zoo, or name+variant for one of the class's
+#                 sweep_variants (kd+ls, dkd+ls: --logit_stand); each gets the loss weights
+#                 its class uses for the pair (default_weights, or its per-pair recipe) as
+#                 -r/-a/-b and its sweep_args:
 {methods}
 """ + COMMON_HELP + """\
 #
@@ -232,15 +234,50 @@ def load_methods():
     return METHODS
 
 
-def method_flags(cls):
-    """The weights a method was benchmarked with, then its extra sweep flags.
+def method_flags(cls, pair=None, variant_args=()):
+    """The weights a method was benchmarked with, then its extra sweep flags (and a variant's).
 
-    `default_weights` (gamma, alpha, beta) are the ones train_student.py uses when none are
-    given; writing them out keeps each command self-explanatory in logs and markers.
+    The weights are the ones train_student.py would use when none are given: for a pair, as
+    the class resolves them for it (a per-pair recipe, e.g. logit standardization's KD
+    weight), else `default_weights`; writing them out keeps each command self-explanatory
+    in logs and markers.
     """
-    w = cls.default_weights
-    return ["-r", f"{w['gamma']:g}", "-a", f"{w['alpha']:g}", "-b", f"{w['beta']:g}",
-            *(str(x) for x in getattr(cls, "sweep_args", ()))]
+    extra = [str(x) for x in (*getattr(cls, "sweep_args", ()), *variant_args)]
+    w = (pair_weights(cls, pair, extra) if pair is not None else None) or cls.default_weights
+    return ["-r", f"{w['gamma']:g}", "-a", f"{w['alpha']:g}", "-b", f"{w['beta']:g}", *extra]
+
+
+def pair_weights(cls, pair, extra):
+    """gamma/alpha/beta as train_student.py resolves them for (teacher, student) and these
+    flags; None for a class the training script does not know (e.g. a test's stand-in)."""
+    try:
+        import train_student
+        from distiller_zoo.base import resolve_weights
+        from util.errors import UsageError
+    except ImportError:
+        return None
+    teacher, student = pair
+    try:
+        opt = train_student.parse_args(["--path_t", "unused", "--distill", cls.name, "--model_s", student, *extra])
+    except (UsageError, SystemExit):
+        return None
+    opt.model_t = teacher
+    cls.resolve_pair_settings(opt)
+    return resolve_weights(cls, opt)
+
+
+def split_variant(entry, registry):
+    """METHODS entry 'kd' or 'kd+ls' -> (class, variant CLI words); a variant is one of the
+    class's `sweep_variants` (e.g. logit standardization: {"ls": ("--logit_stand",)})."""
+    name, _, variant = entry.partition("+")
+    cls = registry[name]
+    if not variant:
+        return cls, ()
+    variants = getattr(cls, "sweep_variants", {}) or {}
+    if variant not in variants:
+        raise ConfigError(f"method '{name}' has no variant '+{variant}' in METHODS; its variants: "
+                          f"{' '.join('+' + v for v in variants) or 'none'}")
+    return cls, tuple(variants[variant])
 
 
 def parse_methods(text, registry):
@@ -249,8 +286,9 @@ def parse_methods(text, registry):
     if not methods:
         raise ConfigError("METHODS is empty")
     for m in methods:
-        if m not in registry:
+        if m.partition("+")[0] not in registry:
             raise ConfigError(f"unknown method '{m}' in METHODS; use any of {' '.join(registry)}")
+        split_variant(m, registry)  # an unknown variant is a configuration error too
     return methods
 
 
@@ -276,10 +314,11 @@ def distill_runs(config, methods, pairs, registry, teacher_paths):
                 path_t = teacher_paths.get(teacher)
                 if path_t is None:
                     continue
+                cls, variant_args = split_variant(method, registry)
                 runs.append(Run(f"{teacher}-{student}_{method}_trial_{trial}",
-                                ["train_student.py", "--path_t", path_t, "--model_s", student, "--distill", method,
-                                 *method_flags(registry[method]), "--trial", str(trial), "--save_dir",
-                                 config.save_dir, *config.resume_args, *config.extra_args]))
+                                ["train_student.py", "--path_t", path_t, "--model_s", student, "--distill", cls.name,
+                                 *method_flags(cls, (teacher, student), variant_args), "--trial", str(trial),
+                                 "--save_dir", config.save_dir, *config.resume_args, *config.extra_args]))
     return runs
 
 

@@ -748,3 +748,19 @@ def test_gpus_per_run_groups_gpus_and_launches_torchrun(tmp_path):
     assert sweep.read_config({"GPUS": "0"}).launcher == ["python"]
     with pytest.raises(sweep.ConfigError, match="GPUS_PER_RUN=2 must divide"):
         sweep.read_config({"GPUS": "0,1,2", "GPUS_PER_RUN": "2"})
+
+
+def test_variants_and_per_pair_weights_come_from_the_classes(dirs, sweep):
+    """METHODS='kd kd+ls dkd+ls': the variant's flags, and the weights the class resolves for the pair
+    (kd + LS: the LS authors' KD weight 9 for resnet56->resnet20, not kd's 0.9)."""
+    make_teachers(dirs["SAVE_T"], ["resnet56"])
+    res = sweep(DRY_RUN=1, METHODS="kd kd+ls dkd+ls", PAIRS="resnet56:resnet20", **dirs)
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    kd, kd_ls, dkd_ls = (next(line for line in lines if f"--distill {m} " in line and (flag in line) == want)
+                         for m, flag, want in (("kd", "--logit_stand", False), ("kd", "--logit_stand", True),
+                                               ("dkd", "--logit_stand", True)))
+    assert "-r 0.1 -a 0.9 -b 0" in kd
+    assert "-a 9 " in kd_ls
+    bad = sweep(DRY_RUN=1, METHODS="crd+ls", PAIRS="resnet56:resnet20", **dirs)
+    assert bad.returncode == 2 and "no variant '+ls'" in bad.stderr
