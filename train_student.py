@@ -10,13 +10,15 @@ from util.errors import UsageError
 
 def parse_args(argv=None):
     from distiller_zoo import ALIASES, METHODS, add_method_arguments, method_named
-    from models import model_dict
+    from models import imagenet_model_dict, model_dict
     p = Parser(description="Distil a CIFAR-100 student (RepDistiller flags; each method adds its own).")
     g = p.add_argument_group("distillation (RepDistiller flags)")
     g.add_argument("--path_t", type=str, required=True,
                    help="teacher checkpoint, or a run folder of train_teacher.py (its finished weights)")
     g.add_argument("--model_t", type=str, default=None, help="teacher model, when neither checkpoint nor folder names it")
-    g.add_argument("--model_s", type=str, default="resnet8", help=f"one of {', '.join(model_dict)}")
+    g.add_argument("--model_s", type=str, default=None,
+                   help=f"CIFAR-100 (default resnet8): {', '.join(model_dict)}; ImageNet (default resnet18_imagenet): "
+                        f"{', '.join(imagenet_model_dict)}")
     g.add_argument("--distill", type=str, default="kd",
                    help=f"one of {', '.join(METHODS)} (aliases: {', '.join(ALIASES) or 'none'})")
     g.add_argument("--trial", type=str, default="1", help="trial id (part of the run folder; default seed)")
@@ -33,14 +35,18 @@ def parse_args(argv=None):
     if method is None:
         raise UsageError(f"unknown --distill '{opt.distill}'; valid methods: {', '.join(METHODS)}")
     opt.distill = method.name
-    if opt.model_s not in model_dict:
-        raise UsageError(f"unknown --model_s '{opt.model_s}'; valid names: {', '.join(model_dict)}")
+    models_here = imagenet_model_dict if opt.dataset == "imagenet" else model_dict
+    if opt.model_s is None:
+        opt.model_s = "resnet18_imagenet" if opt.dataset == "imagenet" else "resnet8"
+    if opt.model_s not in models_here:
+        raise UsageError(f"unknown --model_s '{opt.model_s}' for --dataset {opt.dataset}; valid names: "
+                         f"{', '.join(models_here)}")
     method.finalize_options(opt)
     return finalize_training_arguments(opt, opt.model_s)
 
 
 def main(argv=None):
-    from dataset import data_is_generated, load_data, make_loaders
+    from dataset import data_is_generated, load_data, make_loaders, num_classes
     from distiller_zoo import METHODS, flags_without_effect, speed_flags
     from distiller_zoo.base import resolve_weights
     from helper import distributed
@@ -51,7 +57,7 @@ def main(argv=None):
     from helper.teacher import load_teacher, weights_fingerprint
     from helper.trainer import Trainer, check_run_folder
     from helper.util import resolve_device, seed_everything
-    from models import model_dict
+    from models import build_model
 
     opt = parse_args(argv)
     procs, device = distributed.start(resolve_device(opt.device), opt.dist_timeout)
@@ -61,7 +67,9 @@ def main(argv=None):
     for flag, reason in flags_without_effect(opt).items():
         say(f"note: {flag} is accepted for the PACKD authors' commands but has no effect: {reason}")
     method = METHODS[opt.distill]
-    teacher, opt.model_t = load_teacher(opt.path_t, opt.model_t, trust=opt.trust_checkpoint)
+    opt.num_classes = num_classes(opt)
+    teacher, opt.model_t = load_teacher(opt.path_t, opt.model_t, num_classes=opt.num_classes,
+                                        trust=opt.trust_checkpoint)
     method.resolve_pair_settings(opt)
     weights = resolve_weights(method, opt)
     opt.gamma, opt.alpha, opt.beta = weights["gamma"], weights["alpha"], weights["beta"]
@@ -83,7 +91,7 @@ def main(argv=None):
     teacher = prepare_model(teacher, opt, device)  # device, channels_last, compile: as the student
     teacher_acc = evaluate(teacher, test_loader, device, amp=opt.amp or opt.teacher_bf16)["test_acc"]
     say(f"teacher {opt.model_t} from '{opt.path_t}' (weights {teacher_weights}): test top-1 {teacher_acc:.2f}")
-    student = prepare_model(model_dict[opt.model_s](num_classes=100), opt, device)
+    student = prepare_model(build_model(opt.model_s, opt.num_classes), opt, device)
     distiller = method(student, teacher, opt).to(device)
     say(f"distilling {opt.model_t} -> {opt.model_s} with {method.title()}: loss = {distiller.describe_loss()} "
           f"(each term logged as loss_<name>, already weighted)")

@@ -8,19 +8,25 @@ from util.errors import UsageError
 
 
 def parse_args(argv=None):
-    from models import model_dict
+    from models import imagenet_model_dict, model_dict
     p = Parser(description="Train a CIFAR-100 model with cross-entropy (a teacher or a baseline).")
-    p.add_argument("--model", type=str, default="resnet110", help=f"one of {', '.join(model_dict)}")
+    p.add_argument("--model", type=str, default=None,
+                   help=f"CIFAR-100 (default resnet110): {', '.join(model_dict)}; ImageNet (default resnet18_imagenet): "
+                        f"{', '.join(imagenet_model_dict)}")
     p.add_argument("-t", "--trial", type=int, default=0, help="experiment id (part of the run folder; default seed)")
     add_training_arguments(p, compile_help="torch.compile the model")
     opt = p.parse_args(argv)
-    if opt.model not in model_dict:
-        raise UsageError(f"unknown --model '{opt.model}'; valid names: {', '.join(model_dict)}")
+    models_here = imagenet_model_dict if opt.dataset == "imagenet" else model_dict
+    if opt.model is None:
+        opt.model = "resnet18_imagenet" if opt.dataset == "imagenet" else "resnet110"
+    if opt.model not in models_here:
+        raise UsageError(f"unknown --model '{opt.model}' for --dataset {opt.dataset}; valid names: "
+                         f"{', '.join(models_here)}")
     return finalize_training_arguments(opt, opt.model)
 
 
 def main(argv=None):
-    from dataset import data_is_generated, load_data, make_loaders
+    from dataset import data_is_generated, load_data, make_loaders, num_classes
     from distiller_zoo.base import Distiller
     from helper import distributed
     from util.malloc import keep_freed_memory
@@ -28,7 +34,7 @@ def main(argv=None):
     from helper.run_folder import teacher_folder, teacher_identity
     from helper.trainer import Trainer, check_run_folder
     from helper.util import resolve_device, seed_everything
-    from models import model_dict
+    from models import build_model
 
     opt = parse_args(argv)
     procs, device = distributed.start(resolve_device(opt.device), opt.dist_timeout)
@@ -45,9 +51,10 @@ def main(argv=None):
     data = load_data(opt)
     if procs.is_main:
         distributed.barrier()
-    opt.n_data = len(data["train"][1])
+    opt.n_data = len(data["train"][1]) if not isinstance(data["train"], list) else len(data["train"])
     train_loader, test_loader = make_loaders(opt, data, device, rank=procs.rank, world_size=procs.world_size)
-    model = prepare_model(model_dict[opt.model](num_classes=100), opt, device)
+    opt.num_classes = num_classes(opt)
+    model = prepare_model(build_model(opt.model, opt.num_classes), opt, device)
     distiller = Distiller(model, None, opt).to(device)
     run_info = {**vars(opt), "kind": "teacher", "model": opt.model, "epochs": opt.epochs, "device": str(device),
                 "identity": identity, "world_size": procs.world_size}

@@ -11,6 +11,7 @@ from util.class_index import ClassIndex
 from util.errors import UsageError
 
 MODES = ("exact", "relax")
+MAX_KEYS = 2 ** 24  # 64 MiB of float32 keys per batch; CIFAR-100 at batch 64 uses 3.2 M
 _MASKED_KEY = 2.0  # larger than any torch.rand key, so same-class candidates sort last
 
 
@@ -77,7 +78,10 @@ class NegativeSampler:
         return self.classes.draw_same_class(cls, generator)
 
     def _other_classes(self, cls, generator):
-        if self.all_with_replacement:
+        # Without replacement every row keys the whole data set: (B, n_data) random numbers.
+        # Past MAX_KEYS (ImageNet: 1.28 M rows) draw with replacement instead: duplicates are
+        # then as rare as nce_k / n_data, and the step stays O(B * nce_k).
+        if self.all_with_replacement or cls.numel() * self.n_data > MAX_KEYS:
             return self._other_classes_with_replacement(cls, generator)
         keys = self._uniform((cls.numel(), self.n_data), generator)
         keys.masked_fill_(self.class_of.unsqueeze(0) == cls.unsqueeze(1), _MASKED_KEY)

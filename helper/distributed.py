@@ -99,3 +99,40 @@ def gather_objects(obj):
 def barrier():
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
+
+
+def wrap_step(distiller):
+    """Under torchrun: every rank takes rank 0's state, then `distiller.forward_train` is wrapped
+    in DistributedDataParallel so that gradients are averaged over ranks; None in one process.
+
+    Buffers are not broadcast each step: memory banks stay in sync by their own gathered
+    updates, and BatchNorm statistics are per rank (as in any DDP run; --sync_bn syncs them).
+    Pass the result as `step_module` to `helper.loops.train_epoch`. Used by the Trainer and
+    by scripts/benchmark.py, so both time and train the same wrapped step."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return None
+    broadcast_state(distiller)
+    from torch.nn.parallel import DistributedDataParallel
+    return DistributedDataParallel(TrainStep(distiller), **_no_buffer_sync())
+
+
+class TrainStep(torch.nn.Module):
+    """`distiller.forward_train` as a module call, so DistributedDataParallel can wrap it."""
+
+    def __init__(self, distiller):
+        super().__init__()
+        self.distiller = distiller
+
+    def forward(self, batch):
+        return self.distiller.forward_train(batch)
+
+
+def _no_buffer_sync():
+    """DDP's switch for "do not broadcast buffers every forward", under both spellings (newer
+    torch renamed it; the GPU machines' 2.11 knows only the old one)."""
+    import inspect
+    from torch.nn.parallel import DistributedDataParallel
+    if "forward_sync_buffers" in inspect.signature(DistributedDataParallel.__init__).parameters:
+        return {"forward_sync_buffers": False}
+    return {"broadcast_buffers": False}
+

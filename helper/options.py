@@ -35,21 +35,23 @@ def add_training_arguments(p, compile_help="torch.compile the model"):
     g.add_argument("--print_freq", type=int, default=100, help="steps between progress updates (metric read-backs)")
     g.add_argument("--tb_freq", type=int, default=500, help="accepted for compatibility; TensorBoard logs per epoch")
     g.add_argument("--save_freq", type=int, default=40, help="write ckpt_epoch_N.pth every N epochs")
-    g.add_argument("--batch_size", type=int, default=64)
+    g.add_argument("--batch_size", type=int, default=None, help="global batch: 64 (CIFAR-100), 256 (ImageNet)")
     g.add_argument("--test_batch_size", type=int, default=None,
                    help="test batches: default --batch_size on the CPU, 500 on CUDA (fewer kernel launches; "
                         "BatchNorm is in eval mode, so the results are the same up to float rounding)")
     g.add_argument("--num_workers", type=int, default=8, help="DataLoader workers (--loader torch only)")
-    g.add_argument("--epochs", type=int, default=240)
+    g.add_argument("--epochs", type=int, default=None, help="240 (CIFAR-100), 100 (ImageNet)")
     g.add_argument("--learning_rate", type=float, default=None,
                    help=f"default {DEFAULT_LR}; {SMALL_LR} for {'/'.join(SMALL_LR_MODELS)} (as the reference scripts)")
-    g.add_argument("--lr_decay_epochs", type=str, default="150,180,210", help="comma-separated milestones")
+    g.add_argument("--lr_decay_epochs", type=str, default=None,
+                   help="comma-separated milestones: 150,180,210 (CIFAR-100), 30,60,90 (ImageNet)")
     g.add_argument("--lr_decay_rate", type=float, default=0.1)
-    g.add_argument("--weight_decay", type=float, default=5e-4)
+    g.add_argument("--weight_decay", type=float, default=None, help="5e-4 (CIFAR-100), 1e-4 (ImageNet)")
     g.add_argument("--momentum", type=float, default=0.9)
-    g.add_argument("--dataset", type=str, default="cifar100", choices=["cifar100", "cifar100_aug"],
+    g.add_argument("--dataset", type=str, default="cifar100", choices=["cifar100", "cifar100_aug", "imagenet"],
                    help="cifar100_aug: crop/flip + the PACKD authors' CIFAR10Policy (fill 128) + Cutout 16, batched on the "
-                        "device (their train_teacher.py option)")
+                        "device (their train_teacher.py option); imagenet: --data_folder holds train/<wnid>/*.JPEG and "
+                        "val/<wnid>/*.JPEG, the authors' ImageNet recipe")
     g = p.add_argument_group("this project")
     g.add_argument("--data_folder", type=str, default=None,
                    help=f"holds cifar-100-python/ (downloaded if absent); default {DATA_FOLDER}, or "
@@ -60,7 +62,7 @@ def add_training_arguments(p, compile_help="torch.compile the model"):
     g.add_argument("--save_dir", type=str, default="save", help="root of the run folders")
     g.add_argument("--seed", type=int, default=None, help="default: derived from --trial")
     g.add_argument("--device", type=str, default="auto", help="cuda when available, else cpu")
-    g.add_argument("--loader", choices=["device", "torch"], default="device",
+    g.add_argument("--loader", choices=["device", "torch", "dali"], default=None,
                    help="device: data set on the device, batched augmentation; torch: DataLoader workers")
     g.add_argument("--amp", action="store_true", help="bf16 autocast (changes numerics)")
     g.add_argument("--channels_last", action="store_true", help="channels_last memory format")
@@ -103,8 +105,28 @@ def parse_milestones(text):
     return milestones
 
 
+# Recipe defaults per data set: RepDistiller's for CIFAR-100; the PACKD authors' (and
+# torchvision's) for ImageNet: SGD 0.1 decayed x0.1 at 30/60/90 over 100 epochs, global batch 256.
+RECIPES = {
+    "cifar100": {"epochs": 240, "lr_decay_epochs": "150,180,210", "weight_decay": 5e-4, "batch_size": 64},
+    "imagenet": {"epochs": 100, "lr_decay_epochs": "30,60,90", "weight_decay": 1e-4, "batch_size": 256},
+}
+IMAGENET_LR = 0.1
+
+
+def recipe_of(dataset):
+    return RECIPES["imagenet" if dataset == "imagenet" else "cifar100"]
+
+
 def finalize_training_arguments(opt, model_for_lr):
     """Validate and derive; raises UsageError before anything is written."""
+    for name, value in recipe_of(opt.dataset).items():
+        if getattr(opt, name) is None:
+            setattr(opt, name, value)
+    if opt.loader is None:
+        opt.loader = "auto" if opt.dataset == "imagenet" else "device"
+    elif opt.dataset != "imagenet" and opt.loader == "dali":
+        raise UsageError("--loader dali reads JPEG folders (--dataset imagenet); CIFAR-100 uses --loader device or torch")
     opt.lr_decay_epochs = parse_milestones(opt.lr_decay_epochs)
     if opt.batch_size <= 0:
         raise UsageError(f"--batch_size must be positive, got {opt.batch_size}")
@@ -126,7 +148,9 @@ def finalize_training_arguments(opt, model_for_lr):
             raise UsageError(f"--generate_data would write into '{DATA_FOLDER}', where real CIFAR-100 is looked "
                              f"for by default; drop --data_folder (generated sets go to {GENERATED_DATA_FOLDER}) "
                              f"or name another folder")
-    if opt.learning_rate is None:
+    if opt.learning_rate is None and opt.dataset == "imagenet":
+        opt.learning_rate = IMAGENET_LR
+    elif opt.learning_rate is None:
         opt.learning_rate = SMALL_LR if model_for_lr in SMALL_LR_MODELS else DEFAULT_LR
     elif model_for_lr in SMALL_LR_MODELS and opt.learning_rate != SMALL_LR:
         print(f"note: --learning_rate {opt.learning_rate:g} is used as given; RepDistiller's and the PACKD "

@@ -41,8 +41,14 @@ def state_dict_of(ckpt, path):
     raise UsageError(f"--path_t '{path}' is not a model checkpoint (expected a dict with a 'model' state_dict)")
 
 
+def _known_models():
+    """Every model name a teacher may have: the CIFAR zoo and the ImageNet networks."""
+    from models import imagenet_model_dict, model_dict
+    return {**model_dict, **imagenet_model_dict}
+
+
 def teacher_name(ckpt, path, model_t=None):
-    from models import model_dict
+    model_dict = _known_models()
     recorded = ckpt.get("model_name") if isinstance(ckpt, dict) else None
     if isinstance(recorded, str) and recorded in model_dict:
         return recorded
@@ -62,12 +68,15 @@ def load_teacher(path, model_t=None, num_classes=100, trust=False):
 
     `path` is a checkpoint file or a run folder (see `resolve_teacher_path`).
     """
-    from models import model_dict
     path = resolve_teacher_path(path)
     ckpt = load_checkpoint(path, "teacher checkpoint --path_t", trust=trust)
     state = state_dict_of(ckpt, path)
     name = teacher_name(ckpt, path, model_t)
-    model = model_dict[name](num_classes=num_classes)
+    model = _known_models()[name](num_classes=num_classes)
+    theirs = classes_of(state, model)
+    if theirs is not None and theirs != num_classes:
+        raise UsageError(f"teacher checkpoint '{path}' classifies {theirs} classes, the data set has {num_classes}; "
+                         f"pass a teacher trained on this data set")
     try:
         model.load_state_dict(state)
     except RuntimeError as e:
@@ -76,6 +85,17 @@ def load_teacher(path, model_t=None, num_classes=100, trust=False):
                          f"pass the right --model_t or checkpoint") from None
     model.eval()
     return model, name
+
+
+def classes_of(state, model):
+    """The class count a checkpoint's classifier was trained for: the rows of the tensor that
+    holds `num_classes` rows in `model` (its last layer's weight); None when it cannot tell."""
+    mine = model.state_dict()
+    classifier = [k for k, t in mine.items() if k.endswith("weight") and t.dim() == 2][-1:]
+    for key in classifier:
+        if key in state and torch.is_tensor(state[key]) and state[key].dim() == 2:
+            return int(state[key].shape[0])
+    return None
 
 
 def weights_fingerprint(model):

@@ -46,17 +46,6 @@ def read_resumable(path, what="--resume checkpoint"):
     return ckpt
 
 
-class TrainStep(torch.nn.Module):
-    """`distiller.forward_train` as a module call, so DistributedDataParallel can wrap it."""
-
-    def __init__(self, distiller):
-        super().__init__()
-        self.distiller = distiller
-
-    def forward(self, batch):
-        return self.distiller.forward_train(batch)
-
-
 def check_run_folder(run_dir, opt, identity, log=print):
     """`helper.run_folder.check_run_folder` reading this project's checkpoints."""
     return run_folder.check_run_folder(run_dir, opt, identity, read_resumable, log)
@@ -79,11 +68,6 @@ class Trainer:
                              "drop it there")
         if getattr(opt, "sync_bn", False) and not self.procs.distributed:
             log("note: --sync_bn has no effect in one process (it syncs BatchNorm across torchrun's processes)")
-        if self.procs.distributed and getattr(opt, "sync_bn", False):
-            distiller.student = torch.nn.SyncBatchNorm.convert_sync_batchnorm(distiller.student)
-            for name, module in list(distiller.named_children()):
-                if module in distiller.extra_modules():
-                    setattr(distiller, name, torch.nn.SyncBatchNorm.convert_sync_batchnorm(module))
         self.optimizer = make_optimizer(distiller.trainable_parameters(), opt, device)
         self.step_module = None  # the DDP wrapper, built once every rank holds the same state
         self.total_epochs = opt.epochs + (1 if distiller.forward_only_first_epoch else 0)
@@ -275,9 +259,15 @@ class Trainer:
         updates, and BatchNorm statistics are per rank (as in any DDP run; --sync_bn syncs them)."""
         if not self.procs.distributed or self.step_module is not None:
             return
-        distributed.broadcast_state(self.distiller)
-        from torch.nn.parallel import DistributedDataParallel
-        self.step_module = DistributedDataParallel(TrainStep(self.distiller), **_no_buffer_sync())
+        if getattr(self.opt, "sync_bn", False):
+            # after any pre-training stage (rank 0 runs it alone: a SyncBatchNorm there would wait
+            # for the other ranks); the converted layers keep the same Parameter objects
+            distiller = self.distiller
+            distiller.student = torch.nn.SyncBatchNorm.convert_sync_batchnorm(distiller.student)
+            for name, module in list(distiller.named_children()):
+                if any(module is extra for extra in distiller.extra_modules()):
+                    setattr(distiller, name, torch.nn.SyncBatchNorm.convert_sync_batchnorm(module))
+        self.step_module = distributed.wrap_step(self.distiller)
 
     def _stopped(self, stop, epoch, finished):
         if not finished:
@@ -351,16 +341,6 @@ class Trainer:
         self.log(f"finished: last-epoch test top-1 {self.last_acc:.2f} (reported), "
                  f"best {self.best_acc:.2f} at epoch {self.best_epoch}; run folder '{self.run_dir}'")
         return summary
-
-
-def _no_buffer_sync():
-    """DDP's switch for "do not broadcast buffers every forward", under both spellings (newer
-    torch renamed it; the GPU machines' 2.11 knows only the old one)."""
-    import inspect
-    from torch.nn.parallel import DistributedDataParallel
-    if "forward_sync_buffers" in inspect.signature(DistributedDataParallel.__init__).parameters:
-        return {"forward_sync_buffers": False}
-    return {"broadcast_buffers": False}
 
 
 def _silent(*args, **kwargs):

@@ -20,7 +20,7 @@ def set_lr(optimizer, lr):
 
 def topk_correct(logits, labels, ks=(1,)):
     """Number of samples whose label is in the top-k logits, as device tensors (no sync)."""
-    maxk = max(ks)
+    maxk = min(max(ks), logits.shape[1])  # top-5 of a data set with fewer classes: every class
     top = logits.topk(maxk, dim=1).indices
     hit = top.eq(labels.view(-1, 1))
     return [hit[:, :k].any(dim=1).sum() for k in ks]

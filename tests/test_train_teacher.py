@@ -64,7 +64,7 @@ def test_help_lists_models_and_defaults(capsys):
     with pytest.raises(SystemExit):
         train_teacher.parse_args(["--help"])
     out = " ".join(capsys.readouterr().out.split())
-    assert "resnet110" in out and "(default: resnet110)" in out and "ShuffleV2" in out
+    assert "resnet110" in out and "(default resnet110)" in out and "ShuffleV2" in out and "resnet34_imagenet" in out
     assert "torch.compile the model" in out and "teacher" not in out.split("--compile ")[1][:60]
     with pytest.raises(SystemExit):
         train_student.parse_args(["--help"])

@@ -143,3 +143,15 @@ def test_bad_arguments(bad):
     with pytest.raises(ValueError) as err:
         NegativeSampler(**kwargs)
     assert "\n" not in str(err.value)
+
+
+def test_a_data_set_too_large_for_keys_draws_other_classes_with_replacement(monkeypatch):
+    """ImageNet-sized banks: no (B, n_data) key matrix; still never the anchor's own class."""
+    import dataset.negatives as negatives
+    monkeypatch.setattr(negatives, "MAX_KEYS", 100)
+    labels = torch.arange(60) % 3
+    sampler = negatives.NegativeSampler(labels, nce_k=30)
+    index = torch.arange(8)
+    out = sampler.sample(index, torch.Generator().manual_seed(0))
+    assert out.shape == (8, 31) and torch.equal(out[:, 0], index)
+    assert (labels[out[:, 1:]] != labels[index].unsqueeze(1)).all()
