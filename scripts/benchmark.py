@@ -25,6 +25,16 @@ counted. On the CPU glibc's malloc is tuned as the training scripts tune it
 (`util.malloc`; `--no_malloc_tuning` keeps the defaults). With --json the last line of
 stdout is one JSON object with everything.
 
+Several processes: `torchrun --nproc_per_node N scripts/benchmark.py ...` (or `python -m
+torch.distributed.run --standalone ...`) times the same step as `torchrun ... train_student.py`:
+--batch_size is the global batch, each rank takes its slice, the step is wrapped in DDP as
+the Trainer wraps it, and every rank times the same windows (a barrier before and after
+each). Rank 0 alone prints and writes the JSON: ms_per_step / images_per_s are the whole
+run's (a window lasts as long as its slowest rank), plus world_size, ms_per_step_ranks,
+aggregate_images_per_s, images_per_s_per_process and, given --baseline_images_per_s (one
+process's images/s of the same row, e.g. from a 1-process run), scaling_efficiency =
+aggregate / (N x baseline). One process reports the same keys (world_size 1).
+
 Noise: with --repeats R the training steps are timed R times (median and min reported;
 the projection uses the median) and every other timing is the fastest of R windows.
 
@@ -49,7 +59,7 @@ from scripts.bench.steps import project_run  # noqa: E402,F401
 def main(argv=None):
     args, opt = parse_args(argv)
     report = run_benchmark(args, opt, log=lambda line: print(line, flush=True))
-    if args.json:
+    if args.json and report.get("rank", 0) == 0:  # under torchrun rank 0 alone reports
         print(json_line(report), flush=True)
     return report
 

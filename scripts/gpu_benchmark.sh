@@ -25,6 +25,14 @@
 #   then variants: fp32 kd r32x4, crd r56 (with its data path), crd r32x4, packd (levers);
 #   the CUDA-graph smoke run; kd --compile default mode; kd and packd resnet32x4 -> resnet8x4
 #   with --teacher_bf16 --channels_last (student in float32)
+#   last (a DEADLINE cut drops them first): kd resnet56 -> resnet20 --amp --channels_last under
+#   torchrun with 1, 2, 4 and 8 GPUs (one process each, DDP as in training): the recipe's
+#   global batch of 64 (strong scaling: kd_r56_r20_amp_cl_ddpN), then 64 per GPU (weak
+#   scaling: kd_r56_r20_amp_cl_ddpN_b64xN, N > 1). A row needing more GPUs than are visible
+#   is skipped with a line saying so ({"label": ..., "skipped": true} in OUT.jsonl). The
+#   1-GPU row's images/s is passed to the others as --baseline_images_per_s, so their JSON
+#   holds scaling_efficiency = aggregate images/s / (N x 1-GPU images/s); the summary
+#   prints it per row.
 #
 # Targets (240 epochs, test evaluation included): kd r56->r20 <= 3 min, kd r32x4->r8x4
 # <= 5 min, crd <= 1.3 x kd, packd r32x4->r8x4 <= 12 min.
@@ -32,8 +40,10 @@
 # Environment: PYTHON (default python), STEPS (timed steps per row, default 200),
 # WARMUP (default 30), DEADLINE (seconds for all rows, default 420; a row gets at most
 # the time left, rows after the deadline are skipped), COMPILE (0: no --compile row),
-# DEVICE (default cuda) and BENCH_ARGS (appended to every run, split on spaces) for a
-# smoke test elsewhere, e.g.
+# DDP_ONLY (1: only the torchrun rows, e.g. on a machine with 8 GPUs), GPUS (the GPUs the
+# torchrun rows may use; default all that torch sees, on DEVICE=cpu the CPU cores: there a
+# "GPU" is a gloo process), DEVICE (default cuda) and BENCH_ARGS (appended to every run,
+# split on spaces) for a smoke test elsewhere, e.g.
 #   DEVICE=cpu COMPILE=0 STEPS=2 WARMUP=1 BENCH_ARGS="--n_data 512 --n_test 64
 #   --batch_size 16 --nce_k 32 --threads 1 --data_workers 0" sh scripts/gpu_benchmark.sh /tmp/x.jsonl
 set -u
@@ -53,8 +63,10 @@ DEADLINE=${DEADLINE:-420}
 COMPILE=${COMPILE:-1}
 DEVICE=${DEVICE:-cuda}
 BENCH_ARGS=${BENCH_ARGS:-}
+DDP_ONLY=${DDP_ONLY:-0}
+GPUS=${GPUS:-}
 # The lines of scripts/benchmark.py's output shown under each row (scripts/bench/report.py).
-SHOWN='^(training step|forward-only|epoch|projected|data path|host syncs|negative|memory-bank|sinkhorn|levers|peak|malloc)'
+SHOWN='^(training step|scaling|processes|forward-only|epoch|projected|data path|host syncs|negative|memory-bank|sinkhorn|levers|peak|malloc)'
 
 : >"$OUT" || { echo "error: cannot write '$OUT'" >&2; exit 2; }
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/gpu_bench.XXXXXX") || exit 2
@@ -68,6 +80,15 @@ if [ "$DEVICE" != cpu ]; then
     $PYTHON -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name(0))" ||
         { echo "error: no CUDA device visible to torch" >&2; exit 2; }
 fi
+# What the torchrun rows may use: GPUs seen by torch (CPU cores on DEVICE=cpu), or GPUS.
+if [ -n "$GPUS" ]; then
+    visible=$GPUS
+elif [ "$DEVICE" = cpu ]; then
+    visible=$($PYTHON -c "import os; print(os.cpu_count() or 1)")
+else
+    visible=$($PYTHON -c "import torch; print(torch.cuda.device_count())")
+fi
+if [ "$DEVICE" = cpu ]; then unit="CPU core(s)"; else unit="GPU(s)"; fi
 
 # Seconds left before DEADLINE.
 time_left() {
@@ -171,6 +192,44 @@ concurrent() {
     done
 }
 
+# row_images_per_s LABEL: images_per_s of that row in OUT (empty when it failed or is absent).
+row_images_per_s() {
+    $PYTHON - "$OUT" "$1" <<'EOF'
+import json, sys
+for line in open(sys.argv[1]):
+    row = json.loads(line) if line.strip() else {}
+    if row.get("label") == sys.argv[2] and row.get("images_per_s"):
+        print(row["images_per_s"])
+EOF
+}
+
+# ddp_row N LABEL LIMIT_S BENCHMARK_ARGS...: one benchmark run under torchrun with N processes (one
+# per GPU; rank 0 writes the JSON line), with the 1-GPU row's images/s ($ddp_base) as baseline.
+ddp_base=
+ddp_row() {
+    n=$1
+    label=$2
+    limit=$3
+    shift 3
+    if [ "$n" -gt "$visible" ]; then
+        echo "== $label: skipped ($n $unit needed, $visible visible)"
+        printf '{"label": "%s", "skipped": true, "reason": "%s %s needed, %s visible"}\n' "$label" "$n" "$unit" \
+            "$visible" >>"$OUT"
+        return 0
+    fi
+    baseline=
+    [ -n "$ddp_base" ] && baseline="--baseline_images_per_s $ddp_base"
+    # shellcheck disable=SC2086
+    if limited "$label" "$limit" $PYTHON -m torch.distributed.run --standalone --nproc_per_node "$n" \
+        scripts/benchmark.py --device "$DEVICE" --json --label "$label" --steps "$STEPS" --warmup "$WARMUP" "$@" \
+        $baseline $BENCH_ARGS; then
+        grep -E "$SHOWN" "$tmp/$label.out" | sed 's/^/   /'
+        tail -n 1 "$tmp/$label.out" >>"$OUT"
+    fi
+}
+
+# Everything but the torchrun rows (DDP_ONLY=1 skips to those).
+if [ "$DDP_ONLY" != 1 ]; then
 smoke_dir="$tmp/smoke"
 smoke_teacher="$smoke_dir/save/models/resnet8_cifar100_lr_0.05_decay_0.0005_trial_0/resnet8_last.pth"
 smoke smoke_teacher 60 train_teacher.py --model resnet8 --epochs 1 --generate_data \
@@ -217,6 +276,21 @@ row kd_r32x4_r8x4_tbf16_cl 45 --distill kd --model_t resnet32x4 --model_s resnet
     --channels_last --skip_data_path
 row packd_r32x4_r8x4_tbf16_cl 60 --distill packd --model_t resnet32x4 --model_s resnet8x4 --mixup_num 3 \
     --nce_k 16384 --teacher_bf16 --channels_last --pretrain_steps 50 --skip_data_path
+fi
+
+# Last: the torchrun rows (1/2/4/8 GPUs), the recipe's global batch 64, then 64 per GPU.
+DDP_ARGS="--distill kd --model_t resnet56 --model_s resnet20 --amp --channels_last --skip_data_path"
+# shellcheck disable=SC2086
+ddp_row 1 kd_r56_r20_amp_cl_ddp1 90 $DDP_ARGS --batch_size 64
+ddp_base=$(row_images_per_s kd_r56_r20_amp_cl_ddp1)
+for n in 2 4 8; do
+    # shellcheck disable=SC2086
+    ddp_row "$n" "kd_r56_r20_amp_cl_ddp$n" 90 $DDP_ARGS --batch_size 64
+done
+for n in 2 4 8; do
+    # shellcheck disable=SC2086
+    ddp_row "$n" "kd_r56_r20_amp_cl_ddp${n}_b64x$n" 90 $DDP_ARGS --batch_size $((64 * n))
+done
 
 echo "rows took $(($(date +%s) - start))s; JSON lines in $OUT"
 $PYTHON - "$OUT" <<'EOF'
@@ -227,6 +301,9 @@ groups = {}
 for r in rows:
     if r.get("failed"):
         print(f"{r['label']:34} {'failed: ' + r.get('reason', ''):>40}")
+        continue
+    if r.get("skipped"):
+        print(f"{r['label']:34} {'skipped: ' + r.get('reason', ''):>40}")
         continue
     if r.get("smoke"):
         print(f"{r['label']:34} {'ok (real script, ' + str(r['seconds']) + ' s)':>40}")
@@ -245,6 +322,16 @@ for name, jobs in groups.items():
     total = sum(j["images_per_s"] for j in jobs)
     print(f"{name:34} {len(jobs)} jobs: aggregate {total:,.0f} images/s, "
           f"{sum(j['ms_per_step'] for j in jobs) / len(jobs):.2f} ms/step each, timed windows overlap {100 * overlap:.0f}%")
+ddp = [r for r in rows if "_ddp" in (r.get("label") or "") and "aggregate_images_per_s" in r]
+single = next((r for r in ddp if r.get("world_size") == 1), None)
+for r in ddp:
+    n = r["world_size"]
+    base = single["images_per_s"] if single else r.get("baseline_images_per_s")
+    efficiency = f"{100 * r['aggregate_images_per_s'] / (n * base):.0f}% of {n} x 1 GPU" if base else "no 1-GPU row"
+    print(f"{r['label']:34} {n} GPU(s), global batch {r['global_batch_size']}: aggregate "
+          f"{r['aggregate_images_per_s']:,.0f} images/s, {r['images_per_s_per_process']:,.0f} per GPU, "
+          f"ms/step per rank {min(r['ms_per_step_ranks']):.2f}-{max(r['ms_per_step_ranks']):.2f}, "
+          f"scaling efficiency {efficiency}")
 EOF
 [ "$skipped" -eq 0 ] || echo "$skipped row(s) skipped: DEADLINE reached" >&2
 [ "$failed" -eq 0 ] || { echo "$failed row(s) failed" >&2; exit 1; }

@@ -26,6 +26,16 @@ def _non_negative(text):
     return value
 
 
+def _positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
 def _worker_list(text):
     try:
         values = [int(v) for v in text.split(",") if v.strip() != ""]
@@ -80,8 +90,12 @@ def build_parser():
                    help="steps of the method's pre-training stage timed for its estimate (default --steps; 0: skip)")
     p.add_argument("--barrier", default=None,
                    help="folder shared by concurrent jobs: after warm-up each job waits here until "
-                        "--barrier_count jobs are warm, so their timed windows overlap")
+                        "--barrier_count jobs are warm, so their timed windows overlap (a torchrun job "
+                        "counts once: its rank 0 announces it)")
     p.add_argument("--barrier_count", type=_positive, default=1, help="jobs meeting at --barrier")
+    p.add_argument("--baseline_images_per_s", type=_positive_float, default=None,
+                   help="images/s of the same row in one process (e.g. the 1-GPU torchrun row): under torchrun "
+                        "the report adds scaling_efficiency = aggregate images/s / (processes x this)")
     p.add_argument("--levers", action="store_true",
                    help="also time teacher forward variants and SGD foreach vs fused")
     return p

@@ -1,8 +1,8 @@
 """What the benchmark says: the JSON header of a run, the human-readable lines, the notes.
 
 Only formatting lives here; every number comes from the measuring modules. The text lines
-start with fixed words (`training step`, `epoch`, `projected`, `data path`, `host syncs`,
-`negative`, `memory-bank`, `sinkhorn`, `levers`, `peak`) that scripts/gpu_benchmark.sh
+start with fixed words (`training step`, `scaling`, `processes`, `epoch`, `projected`, `data path`,
+`host syncs`, `negative`, `memory-bank`, `sinkhorn`, `levers`, `peak`) that scripts/gpu_benchmark.sh
 greps for its summary.
 """
 import json
@@ -50,6 +50,24 @@ def start_line(report):
             f"({report['device_name']}), torch {report['torch_version']}, {report['torch_threads']} threads; "
             f"batch {report['options']['batch_size']}, options "
             + ", ".join(f"{k}={v}" for k, v in report["options"].items() if v is not None))
+
+
+def processes_line(report):
+    """Under torchrun: how many processes, and the batch each gets; None in one process."""
+    if report.get("world_size", 1) <= 1:
+        return None
+    return (f"processes: {report['world_size']} (torchrun) on {report['nodes']} node(s), one step = a global batch "
+            f"of {report['global_batch_size']} ({report['batch_size_per_process']} per process); rank 0 reports")
+
+
+def scaling_line(report):
+    efficiency = report.get("scaling_efficiency")
+    return (f"scaling: {report['world_size']} process(es), aggregate {report['aggregate_images_per_s']:,.0f} "
+            f"images/s, {report['images_per_s_per_process']:,.0f} per process; ms/step per rank: "
+            + ", ".join(f"{v:.1f}" for v in report["ms_per_step_ranks"])
+            + (f"; efficiency {100 * efficiency:.0f}% of {report['world_size']} x "
+               f"{report['baseline_images_per_s']:,.0f} images/s (--baseline_images_per_s)"
+               if efficiency is not None else "; no --baseline_images_per_s: no scaling efficiency"))
 
 
 def malloc_line(malloc):

@@ -5,8 +5,19 @@ the levers after, since they touch the memory banks and the caches. What is time
 from the method class: its `needs` (the data path with them; negative sampling and the
 criterion when it needs contrast indices), `forward_only_first_epoch` (a forward-only
 epoch in the projection) and an overridden `pretrain` (the stage's estimate).
+
+Under torchrun (`torchrun --nproc_per_node N scripts/benchmark.py ...`) every rank joins
+the process group (`helper.distributed.start`), takes its slice of each global batch
+(`--batch_size` is the global batch, as in training), runs the step wrapped in DDP as the
+Trainer does (`helper.distributed.wrap_step`) and every measurement in the same order, so
+that the collectives inside a step (gradient all-reduce, memory-bank gathers) and the timed
+windows line up; the pre-training stage runs on rank 0 alone, as in training. Rank 0 alone
+prints and reports: the step time of the run (each window as long as its slowest rank), each
+rank's ms/step, the aggregate images/s (global batch x steps / time), images/s per process
+(per GPU: one process per GPU) and, given --baseline_images_per_s, the scaling efficiency.
 """
 import copy
+import socket
 
 import torch
 
@@ -33,11 +44,15 @@ def apply_malloc_tuning(args, device):
 
 
 def run_benchmark(args, opt, log=print):
+    """-> the report (on every rank under torchrun; rank 0 alone logs, and only its report is printed)."""
     from dataset import make_loaders
     from distiller_zoo import method_named
+    from helper import distributed
     from helper.util import resolve_device, seed_everything
 
-    device = resolve_device(opt.device)
+    procs, device = distributed.start(resolve_device(opt.device), opt.dist_timeout)
+    if not procs.is_main:
+        log = _silent
     malloc = apply_malloc_tuning(args, device)  # before the first large allocation
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -46,37 +61,47 @@ def run_benchmark(args, opt, log=print):
     notes = [text.TEACHER_NOTE, text.DATA_NOTE]
     report = text.header(args, opt, device, method, device_name(device))
     report["malloc"] = malloc
+    report.update(processes_fields(procs, opt))
     log(text.start_line(report))
+    if text.processes_line(report):
+        log(text.processes_line(report))
     if text.malloc_line(malloc):
         log(text.malloc_line(malloc))
 
-    data = synthetic_cifar100(args.n_data, args.n_test, opt.seed)
-    train_loader, test_loader = make_loaders(opt, data, device, method.needs)
+    data = synthetic_cifar100(args.n_data, args.n_test, opt.seed)  # the same on every rank (seeded)
+    train_loader, test_loader = make_loaders(opt, data, device, method.needs, procs.rank, procs.world_size)
     opt.n_data = train_loader.num_samples
     opt.steps_per_epoch = len(train_loader)
     report["steps_per_epoch"] = opt.steps_per_epoch
     views = train_loader.views.num_views if getattr(train_loader, "views", None) is not None else 1
     report["views"] = views
 
+    local_opt = copy.copy(opt)  # what one process's loader works on: its slice of the global batch
+    local_opt.batch_size = report["batch_size_per_process"]
     if not args.skip_data_path:
-        report["data_path"] = time_data_path(args, opt, data, device, train_loader, method.needs)
+        report["data_path"] = time_data_path(args, local_opt, data, device, train_loader, method.needs)
         for line in text.data_path_lines(report["data_path"], opt.distill):
             log(line)
     if args.data_only:
         return _data_only(report, device, notes)
 
     distiller, optimizer = build_distiller(opt, device)
+    step_module = distributed.wrap_step(distiller)  # DDP under torchrun, as the Trainer; None alone
     report["loss_weights"] = {"gamma": opt.gamma, "alpha": opt.alpha, "beta": opt.beta}
     report["loss"] = distiller.describe_loss()
     report["options"]["fused_sgd"] = bool(optimizer.defaults.get("fused"))
-    steps = time_steps(distiller, optimizer, train_loader, args, opt, device)
+    steps = time_steps(distiller, optimizer, train_loader, args, opt, device, step_module=step_module)
     report["peak_memory_bytes"], report["peak_memory_kind"] = peak_memory(device)
+    report["peak_memory_bytes_ranks"] = distributed.gather_objects(report["peak_memory_bytes"])
     report.update(steps)
     step_s = steps["ms_per_step"] / 1000.0
-    report["images_per_s"] = opt.batch_size / step_s
+    report["images_per_s"] = opt.batch_size / step_s  # the global batch: the whole run's images/s
     if views > 1:
         report["view_images_per_s"] = opt.batch_size * views / step_s
+    report.update(scaling_fields(report["images_per_s"], procs.world_size, args.baseline_images_per_s))
     log(text.step_line(report, steps, args.repeats, views))
+    if procs.distributed or args.baseline_images_per_s:
+        log(text.scaling_line(report))
     log(text.memory_line(report))
 
     evaluation = time_evaluation(distiller, test_loader, args, opt, device)
@@ -85,14 +110,15 @@ def run_benchmark(args, opt, log=print):
     if distiller.forward_only_first_epoch:
         fo_args = copy.copy(args)
         fo_args.warmup = min(args.warmup, 2)
-        forward_only = time_steps(distiller, optimizer, train_loader, fo_args, opt, device, forward_only=True)
+        forward_only = time_steps(distiller, optimizer, train_loader, fo_args, opt, device, forward_only=True,
+                                  step_module=step_module)
         report["forward_only_ms_per_step"] = forward_only["ms_per_step"]
         report["forward_only_ms_per_step_repeats"] = forward_only["ms_per_step_repeats"]
         log(text.forward_only_line(opt.distill, forward_only))
     if device.type == "cuda":
-        report["host_syncs"] = count_host_syncs(distiller, optimizer, train_loader, opt, device)
+        report["host_syncs"] = count_host_syncs(distiller, optimizer, train_loader, opt, device, step_module)
         log(text.host_syncs_line(report["host_syncs"]))
-    pretrain = time_pretrain(distiller, train_loader, args, opt, device)
+    pretrain = time_pretrain(distiller, train_loader, args, opt, device, procs=procs)
     report["pretrain"] = pretrain
     notes += text.pretrain_notes(pretrain)
 
@@ -109,7 +135,7 @@ def run_benchmark(args, opt, log=print):
     log(text.epoch_line(projection, opt.steps_per_epoch, evaluation, forward_only))
     log(text.projection_line(opt.epochs, projection, pretrain))
 
-    _time_parts(report, distiller, train_loader, method, args, opt, device, log)
+    _time_parts(report, distiller, train_loader, method, args, local_opt, device, log)
     if args.levers:
         from .levers import time_levers
         report["levers"] = time_levers(distiller, optimizer, train_loader, args, opt, device)
@@ -120,8 +146,31 @@ def run_benchmark(args, opt, log=print):
     return report
 
 
+def processes_fields(procs, opt):
+    """The JSON fields that say how many processes ran (one process: world_size 1, rank 0, one node, the
+    whole batch)."""
+    from helper import distributed
+    hosts = distributed.gather_objects(socket.gethostname())
+    return {"world_size": procs.world_size, "rank": procs.rank, "nodes": len(set(hosts)),
+            "global_batch_size": opt.batch_size, "batch_size_per_process": opt.batch_size // procs.world_size}
+
+
+def scaling_fields(images_per_s, world_size, baseline=None):
+    """Aggregate images/s, per process, and the scaling efficiency against one process's
+    images/s (`baseline`, measured separately: --baseline_images_per_s)."""
+    return {"aggregate_images_per_s": images_per_s, "images_per_s_per_process": images_per_s / world_size,
+            "baseline_images_per_s": baseline,
+            "scaling_efficiency": images_per_s / (world_size * baseline) if baseline else None}
+
+
+def _silent(*args, **kwargs):
+    pass
+
+
 def _time_parts(report, distiller, train_loader, method, args, opt, device, log):
-    """Negative sampling, the memory-bank criterion and library kernels, each alone."""
+    """Negative sampling, the memory-bank criterion and library kernels, each alone (every rank
+    runs them alike under torchrun: the criterion's memory update gathers over the ranks).
+    `opt.batch_size` is one process's batch."""
     from dataset.batch import CONTRAST_INDEX
     sampler = getattr(train_loader, "negatives", None)
     if CONTRAST_INDEX in method.needs and sampler is not None:

@@ -39,39 +39,55 @@ def build_distiller(opt, device):
     return distiller, optimizer
 
 
-def _train(distiller, optimizer, loader, steps, opt, device, forward_only=False):
+def _train(distiller, optimizer, loader, steps, opt, device, forward_only=False, step_module=None):
     from helper.loops import train_epoch, uses_cuda_graphs
     train_epoch(distiller, FirstSteps(loader, steps), optimizer, 1, device, amp=opt.amp, forward_only=forward_only,
-                print_freq=opt.print_freq, cuda_graph_steps=uses_cuda_graphs(opt))
+                print_freq=opt.print_freq, cuda_graph_steps=uses_cuda_graphs(opt), step_module=step_module)
 
 
-def time_steps(distiller, optimizer, loader, args, opt, device, forward_only=False):
-    """Warm-up, then `repeats` timings of `steps` steps of helper.loops.train_epoch."""
+def time_steps(distiller, optimizer, loader, args, opt, device, forward_only=False, step_module=None):
+    """Warm-up, then `repeats` timings of `steps` steps of helper.loops.train_epoch.
+
+    step_module: the DDP wrapper under torchrun (`helper.distributed.wrap_step`), as the
+    Trainer passes it. Under torchrun every rank times the same windows, with a barrier
+    before and after each so that they overlap; a window of the run lasts as long as its
+    slowest rank (`ms_per_step`, `ms_per_step_repeats`), and each rank's own median is in
+    `ms_per_step_ranks` (rank order). In one process both are this process's windows.
+    """
+    from helper import distributed
+
     def run(steps):
-        _train(distiller, optimizer, loader, steps, opt, device, forward_only)
+        _train(distiller, optimizer, loader, steps, opt, device, forward_only, step_module)
 
     warmup_s = timed(lambda: run(args.warmup), device) if args.warmup else 0.0
-    if getattr(args, "barrier", None) and not forward_only:
-        wait_at_barrier(args.barrier, args.barrier_count)
+    if getattr(args, "barrier", None) and not forward_only and distributed.launched_processes().is_main:
+        wait_at_barrier(args.barrier, args.barrier_count)  # one announcement per job (rank 0's): jobs, not ranks
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     steps = min(args.steps, len(loader))
+    distributed.barrier()  # no-op in one process
     seconds, start_unix = [], time.time()
     for _ in range(args.repeats):
+        distributed.barrier()
         seconds.append(timed(lambda: run(steps), device))
+        distributed.barrier()
     end_unix = time.time()
-    per_step = [s / steps for s in seconds]
+    ranks = distributed.gather_objects(seconds)  # [[window seconds] of rank 0, of rank 1, ...]
+    windows = [max(w) for w in zip(*ranks)]  # a window of the run ends when its slowest rank's does
+    per_step = [s / steps for s in windows]
     return {"ms_per_step": 1000.0 * statistics.median(per_step), "ms_per_step_min": 1000.0 * min(per_step),
             "ms_per_step_repeats": [1000.0 * s for s in per_step],
+            "ms_per_step_ranks": [1000.0 * statistics.median(r) / steps for r in ranks],
             "steps": steps, "warmup_s": warmup_s, "timed_start_unix": start_unix, "timed_end_unix": end_unix}
 
 
-def count_host_syncs(distiller, optimizer, loader, opt, device):
+def count_host_syncs(distiller, optimizer, loader, opt, device, step_module=None):
     """Synchronising CUDA calls in SYNC_CHECK_STEPS steps of train_epoch (torch's sync debug mode).
 
     One of them is the loop's designed metric read-back at the last step of the interval.
     """
-    syncs = host_syncs(lambda: _train(distiller, optimizer, loader, SYNC_CHECK_STEPS, opt, device), device)
+    syncs = host_syncs(lambda: _train(distiller, optimizer, loader, SYNC_CHECK_STEPS, opt, device,
+                                      step_module=step_module), device)
     return {"steps": SYNC_CHECK_STEPS, "syncs": len(syncs), "includes_loop_readback": 1, "first": syncs[:3]}
 
 
@@ -148,7 +164,7 @@ def _files_under(folder):
                   for root, _, names in os.walk(folder) for name in names)
 
 
-def time_pretrain(distiller, train_loader, args, opt, device, log=lambda *a, **k: None):
+def time_pretrain(distiller, train_loader, args, opt, device, log=lambda *a, **k: None, procs=None):
     """The method's pre-training stage (an overridden `Distiller.pretrain`), estimated from
     a few of its real steps; None when the method has no stage.
 
@@ -156,10 +172,21 @@ def time_pretrain(distiller, train_loader, args, opt, device, log=lambda *a, **k
     Its epoch count is the number of passes it makes over the loader; 0 passes means it
     trained nothing (a cache it found, or 0 epochs). Per-epoch costs of its own (a loss
     read-back, a log line) and what it does after its epochs (writing a cache) are left out.
+
+    Under torchrun (`procs.distributed`) the stage runs as the Trainer runs it: on rank 0
+    alone, on the whole data (the unsharded loader), then every rank takes rank 0's state;
+    every rank returns rank 0's estimate.
     """
     from distiller_zoo.base import Distiller
     if type(distiller).pretrain is Distiller.pretrain:
         return None
+    if procs is not None and procs.distributed:
+        from helper import distributed
+        info = None
+        if procs.is_main:
+            info = time_pretrain(distiller, train_loader.unsharded(), args, opt, device, log)
+        distributed.broadcast_state(distiller)  # the other ranks wait here for rank 0's stage
+        return distributed.gather_objects(info)[0]
     info = {"epochs": None, "epochs_counted_by": "passes over its loader", "skipped": True}
     steps = args.steps if args.pretrain_steps is None else args.pretrain_steps
     steps = min(steps, len(train_loader))

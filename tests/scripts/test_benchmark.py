@@ -78,6 +78,12 @@ def test_cli_json_last_line(cli_runs, method):
     assert report["options"]["teacher_bf16"] is False
     # ms/step and images/s describe the same measurement
     assert report["images_per_s"] == pytest.approx(16 * 1000.0 / report["ms_per_step"])
+    # one process reports the torchrun keys too: a world of 1, no efficiency without a baseline
+    assert report["world_size"] == 1 and report["rank"] == 0 and report["nodes"] == 1
+    assert report["global_batch_size"] == report["batch_size_per_process"] == 16
+    assert report["ms_per_step_ranks"] == [report["ms_per_step"]]
+    assert report["aggregate_images_per_s"] == report["images_per_s"] == report["images_per_s_per_process"]
+    assert report["scaling_efficiency"] is None and report["baseline_images_per_s"] is None
     assert report["epoch_s"] == pytest.approx(report["ms_per_step"] / 1000.0 * 16)
     assert positive(report["evaluation"]["epoch_s"])
     data = report["data_path"]
@@ -117,6 +123,14 @@ def test_project_run_arithmetic(bench):
     assert p["forward_only_epoch_s"] == pytest.approx(0.004 * 782 + 0.5)
     assert p["total_without_pretrain_s"] == pytest.approx(240 * 8.32 + 3.628)
     assert p["total_s"] == pytest.approx(p["total_without_pretrain_s"] + 120.0)
+
+
+def test_scaling_fields_arithmetic():
+    from scripts.bench.run import scaling_fields
+    out = scaling_fields(3000.0, 4, baseline=1000.0)
+    assert out["aggregate_images_per_s"] == 3000.0 and out["images_per_s_per_process"] == 750.0
+    assert out["scaling_efficiency"] == pytest.approx(0.75) and out["baseline_images_per_s"] == 1000.0
+    assert scaling_fields(500.0, 1)["scaling_efficiency"] is None
 
 
 def test_first_steps_cuts_an_epoch(bench):
