@@ -188,9 +188,17 @@ def registry():
     return METHODS
 
 
-def expected_flags(method):
+def expected_flags(method, pair=("resnet56", "resnet20")):
+    """The weights train_student.py itself resolves for the pair when none are given (a class's
+    default_weights, or its per-pair recipe), then the class's sweep_args."""
+    import train_student
+    from distiller_zoo.base import resolve_weights
     cls = registry()[method]
-    w = cls.default_weights
+    opt = train_student.parse_args(["--path_t", "x.pth", "--distill", method, "--model_s", pair[1],
+                                    *getattr(cls, "sweep_args", ())])
+    opt.model_t = pair[0]
+    cls.resolve_pair_settings(opt)
+    w = resolve_weights(cls, opt)
     return ["-r", f"{w['gamma']:g}", "-a", f"{w['alpha']:g}", "-b", f"{w['beta']:g}",
             *getattr(cls, "sweep_args", ())]
 
