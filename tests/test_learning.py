@@ -11,6 +11,8 @@ import train_student
 import train_teacher
 from dataset.cifar import make_synthetic_cifar100
 
+pytestmark = pytest.mark.slow  # real training runs: the full suite runs them, -m 'not slow' skips them
+
 COMMON = ["--device", "cpu", "--no_progress", "--no_tensorboard"]
 
 

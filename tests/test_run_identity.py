@@ -23,6 +23,7 @@ def snapshot(folder):
     return {name: (folder / name).read_bytes() for name in ("run.json", "summary.json", "metrics.jsonl")}
 
 
+@pytest.mark.slow
 def test_kd_T_change_with_resume_auto_is_refused(teacher_ckpt, tiny_cifar, tmp_path):
     train_student.main(student_args(teacher_ckpt, tiny_cifar, tmp_path, "kd", "--kd_T", "4"))
     run, = only_run(tmp_path)
@@ -35,6 +36,7 @@ def test_kd_T_change_with_resume_auto_is_refused(teacher_ckpt, tiny_cifar, tmp_p
     assert snapshot(run) == before  # run.json still says kd_T 4; nothing rewritten
 
 
+@pytest.mark.slow
 def test_resume_of_the_same_run_reports_it_and_rewrites_nothing(teacher_ckpt, tiny_cifar, tmp_path, capsys):
     train_student.main(student_args(teacher_ckpt, tiny_cifar, tmp_path, "kd"))
     run, = only_run(tmp_path)
@@ -47,6 +49,7 @@ def test_resume_of_the_same_run_reports_it_and_rewrites_nothing(teacher_ckpt, ti
     assert snapshot(run) == before
 
 
+@pytest.mark.slow
 def test_other_epochs_on_a_finished_run_is_refused(teacher_ckpt, tiny_cifar, tmp_path):
     """Never a summary claiming an epoch count that was not trained."""
     train_student.main(student_args(teacher_ckpt, tiny_cifar, tmp_path, "kd"))
@@ -57,6 +60,7 @@ def test_other_epochs_on_a_finished_run_is_refused(teacher_ckpt, tiny_cifar, tmp
     assert snapshot(run) == before and json.loads(before["summary.json"])["epochs"] == 1
 
 
+@pytest.mark.slow
 def test_packd_ablation_trains_in_its_own_folder(teacher_ckpt, tiny_cifar, tmp_path, capsys):
     """--mixup_num 3 then --mixup_num 1 --alpha_aug 0: two folders (the authors' `ag:` tag and the
     number of views), two heads; the first run's accuracy is never reported under the second's flags."""
@@ -77,6 +81,7 @@ def test_packd_ablation_trains_in_its_own_folder(teacher_ckpt, tiny_cifar, tmp_p
     assert len(os.listdir(tmp_path / "heads")) == 4  # two heads (+ their lock files)
 
 
+@pytest.mark.slow
 def test_another_teacher_with_the_same_name_is_refused_on_resume(teacher_ckpt, tiny_cifar, tmp_path):
     import torch
     from models import model_dict

@@ -9,6 +9,8 @@ import train_student
 import train_teacher
 from distiller_zoo import METHODS
 
+pytestmark = pytest.mark.slow  # real training runs: the full suite runs them, -m 'not slow' skips them
+
 
 @pytest.fixture(scope="module")
 def teacher_ckpt(tiny_cifar, tmp_path_factory):

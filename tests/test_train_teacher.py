@@ -10,6 +10,7 @@ import train_teacher
 from models import model_dict
 
 
+@pytest.mark.slow
 def test_teacher_run_writes_a_complete_run_folder(tiny_cifar, tmp_path, capsys):
     train_teacher.main(["--model", "resnet8", "--epochs", "2", "--save_freq", "1", "--batch_size", "100",
                         "--data_folder", str(tiny_cifar), "--save_dir", str(tmp_path), "--device", "cpu",
@@ -73,6 +74,7 @@ def test_help_lists_models_and_defaults(capsys):
     assert "MobileNetV2" in out and "packd" in out
 
 
+@pytest.mark.slow
 def test_generated_data_never_lands_where_real_data_is_looked_for(tmp_path, monkeypatch, capsys):
     """Without --data_folder, --generate_data writes to ./data_generated; a run on it says so and records it."""
     from util.errors import UsageError
@@ -99,6 +101,7 @@ def test_generated_data_never_lands_where_real_data_is_looked_for(tmp_path, monk
     assert "GENERATED data set, not CIFAR-100" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_compile_plumbing_static_shapes_and_plain_checkpoints(tiny_cifar, tmp_path, eager_compile):
     """--compile: the model is compiled in place with static shapes (each batch shape, the last
     partial one included, gets its own graph: what CUDA graphs need) and checkpoints keep plain

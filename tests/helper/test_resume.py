@@ -29,6 +29,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import torch
 
+pytestmark = pytest.mark.slow  # real training runs: the full suite runs them, -m 'not slow' skips them
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 TEACHER_FOLDER = "resnet8_cifar100_lr_0.05_decay_0.0005_trial_0"
 METHODS = ("kd", "crd", "packd")

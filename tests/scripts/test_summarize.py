@@ -1,5 +1,5 @@
 """scripts/summarize.py on hand-made run folders: table layout, statistics, unfinished
-and broken runs, plots."""
+and broken runs, plots, the linear-probe transfer tables (eval_rep.py's run folders)."""
 import importlib.util
 import json
 import statistics
@@ -102,8 +102,8 @@ FAKE_METHODS = {name: FakeMethod(display, 10 * i) for i, (name, display) in enum
 def registry(monkeypatch):
     """summarize's method registry, replaceable per test: returns the dict in use."""
     methods = dict(FAKE_METHODS)
-    monkeypatch.setattr(summarize, "_registry", methods)
-    monkeypatch.setattr(summarize, "_registry_problem", None)
+    monkeypatch.setattr(summarize.methods, "_registry", methods)
+    monkeypatch.setattr(summarize.methods, "_registry_problem", None)
     return methods
 
 
@@ -307,12 +307,14 @@ def test_runs_of_different_experiments_are_never_averaged(tmp_path):
     new_student(sm, "kd_1", distill="kd", acc=71.0, trial=1)
     text = report_of(tmp_path)
     table = as_dict(section(text, "Last epoch"))
-    assert list(table) == ["Teacher", "KD", "PACKD [ag:0, epochs:240, few:1, kd_T:4]",
-                           "PACKD [ag:1, epochs:1, few:1, kd_T:4]", "PACKD [ag:1, epochs:240, few:0.25, kd_T:4]",
-                           "PACKD [ag:1, epochs:240, few:1, kd_T:2]", "PACKD [ag:1, epochs:240, few:1, kd_T:4]"]
-    assert table["PACKD [ag:1, epochs:240, few:1, kd_T:4]"][R56] == cell([72.0, 73.0])
-    assert table["PACKD [ag:1, epochs:1, few:1, kd_T:4]"][R56] == "10.00 (n=1)"
-    assert table["PACKD [ag:0, epochs:240, few:1, kd_T:4]"][R56] == "71.00 (n=1)"
+    assert list(table) == ["Teacher", "KD", "PACKD [ag:0, epochs:240, few-ratio:1, kd_T:4]",
+                           "PACKD [ag:1, epochs:1, few-ratio:1, kd_T:4]",
+                           "PACKD [ag:1, epochs:240, few-ratio:0.25, kd_T:4]",
+                           "PACKD [ag:1, epochs:240, few-ratio:1, kd_T:2]",
+                           "PACKD [ag:1, epochs:240, few-ratio:1, kd_T:4]"]
+    assert table["PACKD [ag:1, epochs:240, few-ratio:1, kd_T:4]"][R56] == cell([72.0, 73.0])
+    assert table["PACKD [ag:1, epochs:1, few-ratio:1, kd_T:4]"][R56] == "10.00 (n=1)"
+    assert table["PACKD [ag:0, epochs:240, few-ratio:1, kd_T:4]"][R56] == "71.00 (n=1)"
     assert table["KD"][R56] == cell([70.0, 71.0])
     below = section_text(text, "Last epoch")
     assert ("- PACKD on resnet56 → resnet20: 5 distinct experiments (differing in alpha_aug, epochs, few_ratio, "
@@ -480,7 +482,7 @@ def test_method_names_and_order_come_from_the_registry(tmp_path, registry):
 
 def test_without_distiller_zoo_raw_names(save, monkeypatch):
     monkeypatch.setitem(sys.modules, "distiller_zoo", None)  # import distiller_zoo -> ImportError
-    monkeypatch.setattr(summarize, "_registry", None)
+    monkeypatch.setattr(summarize.methods, "_registry", None)
     text = report_of(save)
     assert [r[0] for r in section(text, "Last epoch")[2:]] == ["Teacher", "Student", "kd", "packd"]
     assert "Method names are the raw --distill names: distiller_zoo could not be imported (ModuleNotFoundError" in text
@@ -491,7 +493,7 @@ def test_real_registry(monkeypatch):
         from distiller_zoo import METHODS
     except Exception as e:  # noqa: BLE001 (torch missing, or a method file mid-edit)
         pytest.skip(f"distiller_zoo not importable: {e}")
-    monkeypatch.setattr(summarize, "_registry", None)
+    monkeypatch.setattr(summarize.methods, "_registry", None)
     for name, cls in METHODS.items():
         assert summarize.method_name(name) == getattr(cls, "display_name", name)
     order = sorted(METHODS, key=summarize.method_order)
@@ -557,3 +559,211 @@ def test_plots_integer_epochs_and_overlaps_visible(tmp_path, monkeypatch):
     assert list(kd.get_xdata()) == list(packd.get_xdata()) == [1, 2, 3]
     assert kd.get_marker() != packd.get_marker() and kd.get_linestyle() != packd.get_linestyle()
     assert kd.get_markerfacecolor() == "none" and packd.get_alpha() < 1
+
+
+# --- 6. few-shot students are labelled as such ----------------------------------------------
+
+def test_few_shot_runs_are_labelled_even_alone(tmp_path):
+    """A few-shot sweep alone (run_few_shot.sh with one ratio) must not look like full-data runs."""
+    sm = tmp_path / "student_model"
+    new_student(sm, "few_0", trial=0, acc=50.0, few_ratio=0.25)
+    new_student(sm, "few_1", trial=1, acc=52.0, few_ratio=0.25)
+    new_student(sm, "kd", distill="kd", acc=70.0)  # full data: no label
+    new_teacher(tmp_path / "models", "r20_few", model="resnet20", acc=40.0, few_ratio=0.5)
+    text = report_of(tmp_path)
+    table = as_dict(section(text, "Last epoch"))
+    assert list(table) == ["Teacher", "Student [few-ratio:0.5]", "KD", "PACKD [few-ratio:0.25]"]
+    assert table["PACKD [few-ratio:0.25]"][R56] == cell([50.0, 52.0])
+    assert "few-ratio: --few-ratio, the fraction of the training set used, shown whenever below 1" in text
+    vanilla = section_text(text, "Vanilla (cross-entropy) runs")
+    assert "| resnet20 [few-ratio:0.5] |" in vanilla and "shown whenever below 1" in vanilla
+    assert "never averaged together" not in vanilla  # one experiment per model: nothing was split
+
+
+# --- 7. representation transfer (eval_rep.py's linear probes) -------------------------------
+
+def student_info(model_t="resnet32x4", model_s="resnet8x4", distill="packd", trial=0, fp=FP_A,
+                 path_t="save_t/resnet32x4_vanilla/ckpt_epoch_240.pth", generated=False, **settings):
+    """The copy of a student's run.json that eval_rep.py keeps in the probe's run.json (`student`)."""
+    values = {**SETTINGS, "seed": trial, **settings}
+    return {"kind": "student", "model_s": model_s, "model_t": model_t, "distill": distill, "trial": trial,
+            "gamma": values["gamma"], "alpha": values["alpha"], "beta": values["beta"],
+            "few_ratio": values["few_ratio"], "epochs": values["epochs"], "generated_data": generated,
+            "path_t": path_t, "identity": {"kind": "student", "model_s": model_s, "model_t": model_t,
+                                           "distill": distill, "teacher_weights": fp, "settings": values}}
+
+
+def vanilla_info(model="resnet32x4", trial=0, **settings):
+    """The copy of a vanilla (train_teacher.py) run's run.json."""
+    values = {"epochs": 240, "few_ratio": 1.0, "learning_rate": 0.05, "seed": trial, **settings}
+    return {"kind": "teacher", "model": model, "trial": trial, "epochs": values["epochs"],
+            "few_ratio": values["few_ratio"], "generated_data": False,
+            "identity": {"kind": "teacher", "model": model, "dataset": "cifar100", "settings": values}}
+
+
+PROBE_SETTINGS = {"batch_size": 64, "epochs": 100, "learning_rate": 0.1, "lr_decay_epochs": [30, 60, 90],
+                  "lr_decay_rate": 0.1, "momentum": 0.9, "nesterov": True, "warmup_epoch": 0, "weight_decay": 0.0}
+
+
+def new_probe(root, name, *, student=None, model_s=None, dataset="STL-10", trial=0, acc=60.0, best=None,
+              weights="5555555555555555", checkpoint="best", generated=False, finished=True, curve=None,
+              student_checkpoint=None, **probe):
+    """A run folder as eval_rep.py writes it (save/transfer/<dataset>_<student run>[_<ckpt>]_<trial>/):
+    run.json (kind transfer, the probe's flags, identity, a copy of the student's run.json),
+    metrics.jsonl, summary.json."""
+    student = {} if student is None else student
+    model_s = model_s or student.get("model_s") or student.get("model")
+    values = {**PROBE_SETTINGS, "seed": trial, **probe}
+    best = acc if best is None else best
+    run_name = name
+    tag = "" if checkpoint == "best" else f"_{checkpoint}"
+    folder = Path(root) / "transfer" / f"{dataset}_{run_name}{tag}_{trial}"
+    folder.mkdir(parents=True)
+    identity = {"kind": "transfer", "dataset": dataset, "model_s": model_s, "student_weights": weights,
+                "generated_data": generated, "settings": values}
+    info = {**values, "trial": str(trial), "dataset": dataset, "data_folder": "./data", "save_dir": "save",
+            "device": "cpu", "checkpoint": checkpoint, "kind": "transfer", "recipe": "smuelpeng/PACKD",
+            "model_s": model_s, "student_checkpoint": student_checkpoint or f"save/student_model/{run_name}/"
+                                                                         f"{model_s}_{checkpoint}.pth",
+            "student_weights": weights, "student_run": run_name, "student_checkpoint_tag": checkpoint,
+            "student": student, "num_classes": 10, "generated_data": generated, "identity": identity}
+    (folder / "run.json").write_text(json.dumps(info))
+    curve = curve if curve is not None else [acc]
+    (folder / "metrics.jsonl").write_text("".join(
+        json.dumps({"epoch": e, "lr": 0.1, "train_loss": 1.0, "train_acc": 50.0, "test_loss": 1.0, "test_acc": a,
+                    "test_acc_top5": 90.0, "seconds": 1.0}) + "\n" for e, a in enumerate(curve, start=1)))
+    if finished:
+        (folder / "summary.json").write_text(json.dumps(
+            {"last_acc": acc, "best_acc": best, "best_epoch": 1, "epochs": values["epochs"], "last_acc_top5": 90.0,
+             "dataset": dataset, "model_s": model_s, "student_run": run_name, "student_weights": weights,
+             "generated_data": generated}))
+    return folder
+
+
+STL = "Representation transfer: linear probe on STL-10, test top-1 %"
+TINY = "Representation transfer: linear probe on Tiny-ImageNet-200, test top-1 %"
+R32 = "resnet32x4 <br> resnet8x4"
+
+
+def test_transfer_tables_per_data_set(tmp_path):
+    for trial, (last, best) in enumerate([(70.0, 71.0), (71.0, 71.5), (72.0, 72.0)]):
+        new_probe(tmp_path, f"packd_{trial}", student=student_info(trial=trial), acc=last, best=best)
+    new_probe(tmp_path, "kd_0", student=student_info(distill="kd"), acc=65.0, best=66.0)
+    new_probe(tmp_path, "r20", student=student_info("resnet56", "resnet20", fp=FP_B), acc=55.0)
+    new_probe(tmp_path, "packd_0", student=student_info(), dataset="TinyImageNet200", acc=30.0)
+    new_probe(tmp_path, "packd_1", student=student_info(trial=1), dataset="TinyImageNet200", acc=32.0)
+    text = report_of(tmp_path)
+    assert "7 finished run(s), 0 unfinished, 0 with problems" in text
+    assert "\n## Last epoch" not in text  # no CIFAR-100 run here: no CIFAR-100 table
+    assert text.index(f"## {STL}") < text.index(f"## {TINY}")
+    rows = section(text, "Last epoch (linear probe on STL-10)", "###")
+    assert rows[0] == ["Teacher <br> Student", R56, R32]  # the benchmark's column order
+    table = as_dict(rows)
+    assert list(table) == ["Teacher", "KD", "PACKD"]
+    assert table["PACKD"] == {R56: "55.00 (n=1)", R32: cell([70.0, 71.0, 72.0])}
+    assert table["KD"] == {R56: "-", R32: "65.00 (n=1)"}
+    assert table["Teacher"] == {R56: "-", R32: "-"}  # no probe of the teachers' weights here
+    best = as_dict(section(text, "Best epoch (linear probe on STL-10)", "###"))
+    assert best["PACKD"][R32] == cell([71.0, 71.5, 72.0]) and best["KD"][R32] == "66.00 (n=1)"
+    tiny = as_dict(section(text, "Last epoch (linear probe on Tiny-ImageNet-200)", "###"))
+    assert tiny == {"Teacher": {R32: "-"}, "PACKD": {R32: cell([30.0, 32.0])}}
+    below = section_text(text, "Last epoch (linear probe on STL-10)", "###")
+    assert ("- resnet32x4 → resnet8x4: 4 probe(s) of 4 student run(s); T1 "
+            "`save_t/resnet32x4_vanilla/ckpt_epoch_240.pth`, weights 0123456789abcdef, not probed") in below
+
+
+def test_transfer_never_mixes_experiments(tmp_path):
+    new_probe(tmp_path, "a0", student=student_info(trial=0), acc=70.0)
+    new_probe(tmp_path, "a1", student=student_info(trial=1), acc=72.0)
+    new_probe(tmp_path, "a1", student=student_info(trial=1), trial=1, acc=74.0)  # a 2nd probe of a student
+    new_probe(tmp_path, "short", student=student_info(epochs=1), acc=20.0)        # another student experiment
+    new_probe(tmp_path, "few", student=student_info(few_ratio=0.25), acc=50.0)    # few-shot student
+    new_probe(tmp_path, "t2", student=student_info(fp=FP_B), acc=60.0)            # another teacher
+    new_probe(tmp_path, "a0", student=student_info(trial=0), checkpoint="last", acc=69.0)  # its last epoch
+    new_probe(tmp_path, "a2", student=student_info(trial=2), acc=40.0, epochs=10)  # another probe recipe
+    text = report_of(tmp_path)
+    table = as_dict(section(text, "Last epoch (linear probe on STL-10; probe epochs:100)", "###"))
+    assert {k: v[R32] for k, v in table.items()} == {
+        "Teacher": "T1: -, T2: -",
+        "PACKD [epochs:1, few-ratio:1, checkpoint:best, T1]": "20.00 (n=1)",
+        "PACKD [epochs:240, few-ratio:0.25, checkpoint:best, T1]": "50.00 (n=1)",
+        "PACKD [epochs:240, few-ratio:1, checkpoint:best, T1]": cell([70.0, 72.0, 74.0]),
+        "PACKD [epochs:240, few-ratio:1, checkpoint:best, T2]": "60.00 (n=1)",
+        "PACKD [epochs:240, few-ratio:1, checkpoint:last, T1]": "69.00 (n=1)"}
+    below = section_text(text, "Last epoch (linear probe on STL-10; probe epochs:100)", "###")
+    assert "- PACKD on resnet32x4 → resnet8x4: 5 distinct experiments (differing in checkpoint, epochs, " \
+           "few_ratio, teacher), shown in separate rows, not averaged." in below
+    assert "checkpoint: the student's checkpoint that was probed" in below
+    other = as_dict(section(text, "Last epoch (linear probe on STL-10; probe epochs:10)", "###"))
+    assert other == {"Teacher": {R32: "-"}, "PACKD": {R32: "40.00 (n=1)"}}
+
+
+def test_transfer_teacher_and_student_rows(tmp_path):
+    new_probe(tmp_path, "packd", student=student_info(), acc=70.0)
+    new_probe(tmp_path, "packd_r56", student=student_info("resnet56", "resnet20", fp=FP_B), acc=61.0)
+    # the very weights of the packd students' teacher, probed from a vanilla run folder
+    new_probe(tmp_path, "resnet32x4_vanilla", student=vanilla_info(), weights=FP_A, acc=75.0)
+    new_probe(tmp_path, "resnet32x4_vanilla", student=vanilla_info(), weights=FP_A, trial=1, acc=77.0)
+    # the released resnet56 teacher (no run.json beside it): matched by its fingerprint alone
+    new_probe(tmp_path, "resnet56_vanilla", model_s="resnet56", weights=FP_B, acc=66.0,
+              student_checkpoint="save_t/resnet56_vanilla/ckpt_epoch_240.pth")
+    # vanilla runs of the student models: the Student row
+    new_probe(tmp_path, "resnet8x4_0", student=vanilla_info("resnet8x4"), weights="8", acc=64.0)
+    new_probe(tmp_path, "resnet8x4_1", student=vanilla_info("resnet8x4", trial=1), weights="9", acc=65.0)
+    new_probe(tmp_path, "resnet20_few", student=vanilla_info("resnet20", few_ratio=0.5), weights="7", acc=50.0)
+    # a checkpoint nobody knows
+    new_probe(tmp_path, "mystery", model_s="resnet8x4", weights="6666666666666666", acc=33.0,
+              student_checkpoint="downloads/resnet8x4.pth")
+    text = report_of(tmp_path)
+    table = as_dict(section(text, "Last epoch (linear probe on STL-10)", "###"))
+    assert table == {"Teacher": {R56: "66.00 (n=1)", R32: cell([75.0, 77.0])},
+                     "Student [few-ratio:0.5]": {R56: "50.00 (n=1)", R32: "-"},
+                     "Student [few-ratio:1]": {R56: "-", R32: cell([64.0, 65.0])},
+                     "PACKD": {R56: "61.00 (n=1)", R32: "70.00 (n=1)"}}
+    vanilla = as_dict(section(text, "Vanilla (cross-entropy) models (linear probe on STL-10)", "###"))
+    assert vanilla == {"resnet20 [few-ratio:0.5]": {"last epoch": "50.00 (n=1)", "best epoch": "50.00 (n=1)"},
+                       "resnet32x4": {"last epoch": cell([75.0, 77.0]), "best epoch": cell([75.0, 77.0])},
+                       "resnet8x4": {"last epoch": cell([64.0, 65.0]), "best epoch": cell([64.0, 65.0])}}
+    others = section_text(text, "Other checkpoints (linear probe on STL-10)", "###")
+    assert ("- resnet8x4, `downloads/resnet8x4.pth`, weights 6666666666666666: last epoch 33.00 (n=1), "
+            "best epoch 33.00 (n=1)") in others
+    assert "- resnet56, `save_t/resnet56_vanilla/ckpt_epoch_240.pth`, weights fedcba9876543210" in others
+    below = section_text(text, "Best epoch (linear probe on STL-10)", "###")
+    assert "T1 `save_t/resnet32x4_vanilla/ckpt_epoch_240.pth`, weights 0123456789abcdef, 2 probe(s) of it" in below
+
+
+def test_transfer_generated_data_apart(tmp_path):
+    new_probe(tmp_path, "real", student=student_info(), acc=70.0)
+    new_probe(tmp_path, "gen_probe", student=student_info(trial=1), acc=10.0, generated=True)
+    new_probe(tmp_path, "gen_student", student=student_info(trial=2, generated=True), acc=12.0)
+    text = report_of(tmp_path)
+    real = as_dict(section(text, "Last epoch (linear probe on STL-10)", "###"))
+    assert real["PACKD"][R32] == "70.00 (n=1)"
+    assert "2 run(s) trained on GENERATED data" in text
+    generated = text.split("\n## Runs on GENERATED data (not CIFAR-100; for trying the code only)\n")[1]
+    assert f"### {STL} (GENERATED data)" in generated
+    assert "say nothing about CIFAR-100" not in generated  # only probes here
+    gen = as_dict(section(generated, "Last epoch (linear probe on STL-10, GENERATED data)", "####"))
+    assert gen["PACKD"][R32] == cell([10.0, 12.0])
+
+
+def test_transfer_unfinished_problems_and_plots(tmp_path):
+    new_probe(tmp_path, "done", student=student_info(), acc=70.0)
+    new_probe(tmp_path, "running", student=student_info(trial=1), finished=False, curve=[20.0, 30.0])
+    new_probe(tmp_path, "vanilla_running", student=vanilla_info(), finished=False, curve=[])
+    broken = tmp_path / "transfer" / "STL-10_broken_0"
+    broken.mkdir()
+    (broken / "run.json").write_text(json.dumps({"kind": "transfer", "student": {}}))
+    new_student(tmp_path / "student_model", "s", acc=72.0)
+    runs, problems = summarize.find_runs([str(tmp_path)])
+    text = summarize.report(runs, problems, [str(tmp_path)])
+    assert "2 finished run(s), 2 unfinished, 1 with problems" in text
+    unfinished = text.split("## Unfinished runs")[1].split("## ")[0]
+    assert ("- linear probe on STL-10 of resnet32x4 → resnet8x4, PACKD, student trial 1, probe trial 0: "
+            "epoch 2/100, test top-1 30.00") in unfinished
+    assert "- linear probe on STL-10 of resnet32x4 (vanilla), trial 0, probe trial 0: no epoch finished yet" \
+        in unfinished
+    assert "STL-10_broken_0`: run.json lacks the student model or the probe's data set" in text
+    # the CIFAR-100 tables hold the student run only; the probes are not plotted
+    assert as_dict(section(text, "Last epoch")) == {"Teacher": {R56: "72.34"}, "PACKD": {R56: "72.00 (n=1)"}}
+    assert [p["name"] for p in summarize.plot_data(runs)] == ["resnet56_resnet20"]
