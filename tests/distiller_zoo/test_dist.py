@@ -197,6 +197,7 @@ def run_one_epoch(teacher, data, save, *extra):
     return runs[0], rows, json.load(open(run / "run.json"))
 
 
+@pytest.mark.slow
 def test_dist_trains_end_to_end(teacher_ckpt, tiny_cifar, tmp_path, capsys):
     name, rows, info = run_one_epoch(teacher_ckpt, tiny_cifar, tmp_path)
     out = capsys.readouterr().out
@@ -207,6 +208,7 @@ def test_dist_trains_end_to_end(teacher_ckpt, tiny_cifar, tmp_path, capsys):
     assert (settings["dist_beta"], settings["dist_gamma"], settings["dist_tau"]) == (1.0, 1.0, 4.0)
 
 
+@pytest.mark.slow
 def test_dist_with_logit_standardization_end_to_end(teacher_ckpt, tiny_cifar, tmp_path, capsys):
     name, rows, info = run_one_epoch(teacher_ckpt, tiny_cifar, tmp_path, "--logit_stand")
     assert "logit-standardised" in capsys.readouterr().out

@@ -155,6 +155,7 @@ def test_the_pairs_are_the_benchmarks():
 
 
 @pytest.mark.parametrize("pair", list(AUTHORS))
+@pytest.mark.slow
 def test_layout_is_the_authors(pair):
     """Channels and shapes derived from the real models equal the authors' config, the ABFs are
     built from them, and the chain's outputs have exactly the teacher targets' shapes."""

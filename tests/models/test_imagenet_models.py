@@ -56,6 +56,7 @@ def torchvision_pair(arch):
 
 
 @pytest.mark.parametrize("arch", RESNETS)
+@pytest.mark.slow
 def test_resnet_matches_torchvision(arch):
     reference, ours, same_init = torchvision_pair(arch)
     assert list(ours.state_dict()) == list(reference.state_dict()), "state_dict keys and order must be torchvision's"
@@ -165,6 +166,7 @@ def test_feat_modules_cover_everything_but_the_classifier(name):
 
 
 @pytest.mark.parametrize("name", ["resnet18_imagenet", "MobileNetV1"])
+@pytest.mark.slow
 def test_train_mode_backward_with_preact_features(name):
     """In-place ops must not break autograd when every feature (preact included) feeds the loss."""
     torch.manual_seed(0)

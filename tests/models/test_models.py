@@ -56,6 +56,7 @@ def test_build_model_passes_num_classes():
 
 
 @pytest.mark.parametrize("name", NAMES)
+@pytest.mark.slow
 def test_state_dict_layout_matches_reference_and_loads_strict(name):
     run = reference_run(name)
     want = {key: (shape, dtype) for key, shape, dtype in FIXTURE[name]["state_dict"]}
@@ -104,6 +105,7 @@ def test_feat_modules_and_bn_before_relu(name):
 
 
 @pytest.mark.parametrize("name", NAMES)
+@pytest.mark.slow
 def test_train_mode_backward_with_preact_features(name):
     """In-place ops must not break autograd when every feature (preact included) feeds the loss."""
     torch.manual_seed(0)
