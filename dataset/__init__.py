@@ -138,23 +138,32 @@ def imagenet_loader_kind(opt, device):
 
 def make_imagenet_loaders(opt, data, device, needs, rank, world_size):
     """ImageNet train/val loaders (each rank its slice of one seeded order), negatives drawn on
-    the device with replacement at this scale (`NegativeSampler` picks it by size)."""
+    the device with replacement at this scale (`NegativeSampler` picks it by size), and PACKD's
+    mixed views (`MixedViews`) for a method that needs views: built by the DataLoader path, so
+    `--loader auto` takes it for such a method and `--loader dali` refuses it."""
     from dataset.batch import CONTRAST_INDEX, VIEWS
-    from util.errors import UsageError
-    if VIEWS in needs:
-        raise UsageError("this method builds extra views, which the ImageNet data path does not provide yet "
-                         "(PACKD's ImageNet variant is not implemented); use kd, crd or a logit method")
     kind = imagenet_loader_kind(opt, device)
+    if VIEWS in needs and kind == "dali":  # DALI cannot build PACKD's views
+        if opt.loader == "dali":
+            from util.errors import UsageError
+            raise UsageError("--loader dali builds no PACKD views (same-class partners, PIL-style rotations, "
+                             "mixing); use --loader torch, the default for methods that need views")
+        kind = "torch"
     if kind == "dali":
         from dataset.imagenet_dali import DALIImageNetLoader as Loader
     else:
         from dataset.imagenet import ImageNetLoader as Loader
-    negatives = None
+    negatives, extra = None, {}
+    if {CONTRAST_INDEX, VIEWS} & set(needs):
+        labels = torch.tensor([label for _, label in data["train"]], dtype=torch.long)
     if CONTRAST_INDEX in needs:
         from dataset.negatives import NegativeSampler
-        labels = torch.tensor([label for _, label in data["train"]], dtype=torch.long)
         negatives = NegativeSampler(labels, opt.nce_k, mode=getattr(opt, "mode", "exact")).to(device)
+    if VIEWS in needs and kind != "dali":  # views: partners drawn on the CPU, in the main process
+        from dataset.imagenet import MixedViews
+        extra["views"] = MixedViews(labels, mixup_num=opt.mixup_num, mixup_ratio=opt.mixup_ratio,
+                                    mixup_rotate=opt.mixup_rotate)
     common = dict(seed=opt.seed, device=device, num_workers=opt.num_workers, rank=rank, world_size=world_size)
-    train = Loader(data["train"], opt.batch_size, train=True, needs=needs, negatives=negatives, **common)
+    train = Loader(data["train"], opt.batch_size, train=True, needs=needs, negatives=negatives, **common, **extra)
     test = Loader(data["test"], opt.batch_size, train=False, **common)
     return train, test

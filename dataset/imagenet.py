@@ -12,6 +12,14 @@ epoch's order and every sample's augmentation seed are drawn in the main process
 seeded generators, so the batches do not depend on the number of workers, and a resumed
 epoch (`iterate(skip)`) is the same without decoding the skipped batches.
 `dataset/imagenet_dali.py` is the same interface on NVIDIA DALI.
+
+PACKD's views (`needs` with VIEWS, `MixedViews`): each sample also brings mixed views
+made as the authors' `ImageNetPACKDDataset` makes them: a same-class partner (drawn with
+replacement), rotated by k x 90 degrees as PIL's `Image.rotate` does, augmented on its own,
+and mixed with the sample's plain view, lambda * plain + (1 - lambda) * partner with
+lambda = 0.1 + 0.9 * U(0, 1). Partners, rotations and lambdas are drawn in the main
+process from a seeded generator of their own; the workers decode and augment the partners;
+the mixing runs on the device after normalisation, as theirs.
 """
 import gzip
 import hashlib
@@ -26,6 +34,7 @@ import torch
 
 from dataset.batch import Batch, CONTRAST_INDEX, VIEWS
 from dataset.loader import attach_sample_extras, rank_seed
+from util.class_index import ClassIndex
 from util.errors import UsageError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -240,7 +249,12 @@ class _Samples(torch.utils.data.Dataset):
     """`dataset[(i, seed)]` -> uint8 (3, crop, crop): the training crop and flip drawn from `seed`,
     or the evaluation crop. Decoded by torchvision.io (libjpeg-turbo; greyscale, CMYK and PNG files
     come out RGB), resized by torchvision's antialiased bilinear kernel on uint8 tensors: the ops of
-    the recipe's transforms on tensors, ~25% faster per image than PIL here."""
+    the recipe's transforms on tensors, ~25% faster per image than PIL here.
+
+    `dataset[(i, seed, partners, turns)]` (PACKD's views) -> uint8 (1 + M, 3, crop, crop): the
+    sample's crop (the same as `dataset[(i, seed)]`) followed by each partner image rotated by
+    turns[k] x 90 degrees (`rotate_like_pil`) and given a crop and flip of its own, drawn from the
+    same seeded stream after the sample's."""
 
     def __init__(self, files, train, crop=CROP, resize=RESIZE):
         self.files, self.train, self.crop, self.resize = files, train, crop, resize
@@ -250,14 +264,98 @@ class _Samples(torch.utils.data.Dataset):
 
     def __getitem__(self, key):
         from torchvision.transforms.v2 import functional as F
-        i, seed = key
+        i, seed = key[0], key[1]
         image = decode_rgb(self.files.path(i))
         if not self.train:
             return F.center_crop(F.resize(image, [self.resize], antialias=True), [self.crop, self.crop])
         rng = random.Random(seed)
+        out = self._train_crop(image, rng)
+        if len(key) == 2:
+            return out
+        crops = [out]
+        for j, turns in zip(key[2], key[3]):
+            crops.append(self._train_crop(rotate_like_pil(decode_rgb(self.files.path(j)), turns), rng))
+        return torch.stack(crops)
+
+    def _train_crop(self, image, rng):
+        """RandomResizedCrop(crop) + RandomHorizontalFlip, drawn from `rng`."""
+        from torchvision.transforms.v2 import functional as F
         top, left, h, w = random_resized_crop_params(image.shape[-2], image.shape[-1], rng)
         out = F.resized_crop(image, top, left, h, w, [self.crop, self.crop], antialias=True)
         return out.flip(-1) if rng.random() < 0.5 else out
+
+
+ROTATIONS = 4  # np.random.randint(4) * 90 degrees in the authors' ImageNetPACKDDataset
+
+
+def rotate_like_pil(image, turns):
+    """uint8 (C, H, W) rotated counter-clockwise by `turns` x 90 degrees exactly as PIL's
+    `Image.rotate(turns * 90)` (the authors' call): the canvas keeps its size, so for 90 and 270
+    degrees on a non-square image the rotated picture is cut at two sides and black at the
+    other two (nearest-neighbour at the image centre; 180 degrees and square images are exact
+    transposes). Tested pixel for pixel against Pillow."""
+    turns = int(turns) % ROTATIONS
+    if turns == 0:
+        return image
+    if turns == 2:
+        return image.flip(-1).flip(-2)
+    h, w = image.shape[-2:]
+    if h == w:
+        return torch.rot90(image, turns, dims=(-2, -1))
+    # PIL maps output pixel (x, y) to source (xs, ys) through the centre (w/2, h/2), pixel centres
+    # at +0.5, and truncates; in doubled coordinates everything stays an integer.
+    y = torch.arange(h).view(-1, 1)
+    x = torch.arange(w).view(1, -1)
+    if turns == 1:
+        xs2, ys2 = w + h - 1 - 2 * y, 2 * x + 1 - w + h
+    else:
+        xs2, ys2 = 2 * y + 1 + w - h, w + h - 1 - 2 * x
+    xs, ys = xs2.div(2, rounding_mode="floor"), ys2.div(2, rounding_mode="floor")
+    inside = (xs2 >= 0) & (xs < w) & (ys2 >= 0) & (ys < h)
+    source = (ys.clamp(0, h - 1) * w + xs.clamp(0, w - 1)).reshape(-1)  # (h * w,) flat source pixels
+    # index_select: advanced indexing of uint8 was ~300x slower on the CPU here
+    out = image.reshape(image.shape[0], -1).index_select(1, source).view(image.shape)
+    return torch.where(inside, out, torch.zeros((), dtype=image.dtype))
+
+
+class MixedViews:
+    """PACKD's ImageNet views (the authors' `ImageNetPACKDDataset`): what to draw per sample.
+
+    labels: the training labels (N,). Each sample gets `mixup_num` mixed views; view k mixes
+    the sample's plain crop x with a crop of a same-class partner x_j (drawn uniformly with
+    replacement, so possibly the sample itself) rotated by r x 90 degrees before its crop:
+    view_k = lambda * x + (1 - lambda) * aug(rot(x_j)), lambda = ratio + (1 - ratio) * U(0, 1)
+    (the authors: ratio 0.1, r ~ U{0..3}). Flags as on CIFAR: mixup_rotate <= 0 keeps partners
+    upright; mixup_rotate < -1 sets lambda = 0 (the partner alone). The draws come from the
+    loader's own seeded generator in the main process (`draw`); the mixing runs on the device.
+    """
+
+    def __init__(self, labels, mixup_num=1, mixup_ratio=0.1, mixup_rotate=3):
+        if int(mixup_num) != mixup_num or mixup_num < 0:
+            raise UsageError(f"--mixup_num must be 0 or more on ImageNet (the authors' ImageNet views always keep "
+                             f"the plain view first), got {mixup_num}")
+        if not 0.0 <= mixup_ratio <= 1.0:
+            raise UsageError(f"--mixup_ratio must lie in [0, 1], got {mixup_ratio}")
+        self.classes = labels if isinstance(labels, ClassIndex) else ClassIndex(torch.as_tensor(labels))
+        self.mixup_num, self.mixup_ratio, self.mixup_rotate = int(mixup_num), float(mixup_ratio), int(mixup_rotate)
+
+    @property
+    def num_views(self):
+        return 1 + self.mixup_num
+
+    def draw(self, index, generator):
+        """index (n,) anchors -> {"partners", "turns", "lam"}, each (n, mixup_num) on the CPU.
+
+        Always the same three draws in this order (the stream does not depend on the flags)."""
+        n, m = index.numel(), self.mixup_num
+        anchors = index.reshape(-1).repeat_interleave(m)
+        partners = self.classes.draw_same_class(self.classes.class_of[anchors], generator).view(n, m)
+        turns = torch.randint(0, ROTATIONS, (n, m), generator=generator)
+        lam = torch.rand((n, m), generator=generator)
+        if self.mixup_rotate <= 0:
+            turns = torch.zeros_like(turns)
+        lam = torch.zeros_like(lam) if self.mixup_rotate < -1 else self.mixup_ratio + (1.0 - self.mixup_ratio) * lam
+        return {"partners": partners, "turns": turns, "lam": lam}
 
 
 def decode_rgb(path):
@@ -289,8 +387,13 @@ class _EpochBatches(torch.utils.data.Sampler):
         return len(self.parts)
 
     def __iter__(self):
-        for index, seeds in self.parts:
-            yield list(zip(index.tolist(), seeds.tolist()))
+        for part in self.parts:
+            index, seeds = part[0].tolist(), part[1].tolist()
+            if len(part) == 2:
+                yield list(zip(index, seeds))
+            else:  # PACKD's views: each sample's partners and rotations
+                mix = part[2]
+                yield list(zip(index, seeds, mix["partners"].tolist(), mix["turns"].tolist()))
 
 
 # -- the epoch plan, shared with the DALI loader ----------------------------------------
@@ -362,6 +465,13 @@ def normalize_on_device(x):
     return x.float().sub_(mean).mul_(inv_std)
 
 
+def view_seed(seed, rank=0, world_size=1):
+    """The seed of the views' generator (partners, rotations, lambdas): per rank under torchrun,
+    a stream apart from the order and crop generators (which then stay as without views)."""
+    base = rank_seed(seed, rank) if int(world_size) > 1 else int(seed)
+    return (base * 6364136223846793005 + 1442695040888963407) % 2 ** 63
+
+
 class ImageNetLoader:
     """Batches of an ImageNet-layout split from DataLoader workers; the interface of `DeviceLoader`.
 
@@ -369,17 +479,22 @@ class ImageNetLoader:
     torchrun (`world_size` > 1) each rank yields its slice of one seeded permutation per
     epoch. The last partial batch is kept. Yields `Batch(images (b, 3, 224, 224) float32
     normalised, labels, index when `needs` has INDEX, contrast_index from
-    `negatives.sample(index, generator)` when it has CONTRAST_INDEX)` on `device`.
-    State: the order and sample generators (CPU); negatives are drawn on the device from a
-    generator re-seeded every step from the epoch's seed, so `iterate(skip)` replays exactly.
+    `negatives.sample(index, generator)` when it has CONTRAST_INDEX, views when it has VIEWS)`
+    on `device`.
+    views (`MixedViews`, with VIEWS): batch.views is (b, 1 + mixup_num, 3, 224, 224), view 0 the
+    plain crop (batch.images is that view, identical to the batch without VIEWS) and view k the
+    sample's plain crop mixed with its k-th partner's. Partners, rotations and lambdas of the
+    whole epoch are drawn from a generator of their own when the epoch starts.
+    State: the order and sample generators (CPU), and the views' generator with VIEWS;
+    negatives are drawn on the device from a generator re-seeded every step from the epoch's
+    seed, so `iterate(skip)` replays exactly.
     """
 
     def __init__(self, items, batch_size, train=True, needs=(), negatives=None, seed=0, device="cpu",
-                 num_workers=8, rank=0, world_size=1, prefetch_factor=4, crop=CROP, resize=RESIZE):
+                 num_workers=8, rank=0, world_size=1, prefetch_factor=4, crop=CROP, resize=RESIZE, views=None):
         self.needs = frozenset(needs)
-        if VIEWS in self.needs:
-            raise ValueError("the ImageNet loaders build no extra views (a method builds them on the device "
-                             "from the batch)")
+        if VIEWS in self.needs and (views is None or not train):
+            raise ValueError("this method needs extra views: pass MixedViews to a training loader")
         if CONTRAST_INDEX in self.needs and negatives is None:
             raise ValueError("this method needs negatives: pass a negative sampler")
         self.files = items if isinstance(items, PackedFiles) else PackedFiles(items)
@@ -392,6 +507,10 @@ class ImageNetLoader:
         self.device = torch.device(device)
         self.planner = EpochPlanner(len(self.files), batch_size, train, seed, rank, world_size)
         self.generator = torch.Generator(device=self.device)  # negatives; re-seeded every step
+        self.views = views if VIEWS in self.needs else None
+        self.view_generator = None
+        if self.views is not None:
+            self.view_generator = torch.Generator().manual_seed(view_seed(seed, rank, world_size))
         self._batches = _EpochBatches()
         cuda = self.device.type == "cuda"
         self.loader = torch.utils.data.DataLoader(
@@ -410,25 +529,45 @@ class ImageNetLoader:
         """The loader one process would use (whole batches, generators seeded as one process)."""
         return ImageNetLoader(self.files, self.batch_size, self.train, self.needs, self.negatives, seed=self.seed,
                               device=self.device, num_workers=self.num_workers, prefetch_factor=self.prefetch_factor,
-                              crop=self.crop, resize=self.resize)
+                              crop=self.crop, resize=self.resize, views=self.views)
 
     def state_dict(self):
-        return self.planner.state_dict()
+        state = self.planner.state_dict()
+        if self.view_generator is not None:
+            state["view_generator"] = self.view_generator.get_state()
+        return state
 
     def load_state_dict(self, state):
         self.planner.load_state_dict(state)
+        if self.view_generator is not None:
+            self.view_generator.set_state(state["view_generator"].cpu())
 
     def __iter__(self):
         return self.iterate()
 
+    def plan(self):
+        """-> (parts, epoch_seed): `EpochPlanner.epoch()`, each part with a third entry, the
+        views' draws {"partners", "turns", "lam"} (b, mixup_num) of its samples, when the loader
+        builds views. Advances the generators by one epoch (as `iterate` does)."""
+        parts, epoch_seed = self.planner.epoch()
+        if self.views is None:
+            return parts, epoch_seed
+        index = torch.cat([part[0] for part in parts])
+        drawn = self.views.draw(index, self.view_generator)
+        sizes = [part[0].numel() for part in parts]
+        split = {k: v.split(sizes) for k, v in drawn.items()}
+        return [(*part, {k: split[k][step] for k in split}) for step, part in enumerate(parts)], epoch_seed
+
     def iterate(self, skip=0):
         """Yield the epoch's batches from step `skip` on; the skipped ones are planned (same random
         numbers) but never read or decoded."""
-        parts, epoch_seed = self.planner.epoch()
+        parts, epoch_seed = self.plan()
         todo = list(enumerate(parts))[skip:]
         self._batches.parts = [part for _, part in todo if part[0].numel()]
         it = iter(self.loader) if self._batches.parts else None
-        for step, (index, _) in todo:
+        for step, part in todo:
+            index = part[0]
+            mix = part[2] if len(part) > 2 else None
             if index.numel() == 0:  # evaluation under torchrun: this rank has no share of the last batch
                 yield self._batch(torch.empty(0, 3, self.crop, self.crop, dtype=torch.uint8), index, epoch_seed,
                                   step)
@@ -437,15 +576,29 @@ class ImageNetLoader:
                 images = next(it)
             except UsageError as e:  # from a worker: its traceback is in the message; keep the one line
                 raise UsageError(str(e).strip().splitlines()[-1].split("UsageError: ", 1)[-1]) from None
-            yield self._batch(images, index, epoch_seed, step)
+            yield self._batch(images, index, epoch_seed, step, mix)
 
-    def _batch(self, images, index, epoch_seed, step):
-        images = normalize_on_device(images.to(self.device, non_blocking=True))
-        labels = self.labels.index_select(0, index)
+    def _to_device(self, tensor):
         if self.device.type == "cuda":
-            index, labels = index.pin_memory(), labels.pin_memory()
-        index = index.to(self.device, non_blocking=True)
-        batch = Batch(images=images, labels=labels.to(self.device, non_blocking=True))
+            tensor = tensor.pin_memory()
+        return tensor.to(self.device, non_blocking=True)
+
+    def _batch(self, images, index, epoch_seed, step, mix=None):
+        images = images.to(self.device, non_blocking=True)
+        views = None
+        if mix is not None:  # (b, 1 + M, 3, H, W) uint8: the plain crops, then the partners' crops
+            b, v = images.shape[:2]
+            views = normalize_on_device(images.flatten(0, 1)).view(b, v, *images.shape[2:])
+            w = self._to_device(mix["lam"]).view(b, v - 1, 1, 1, 1)
+            anchor = views[:, :1]
+            # the authors: lam * img + (1 - lam) * partner, on normalised tensors
+            views[:, 1:] = w * anchor + (1.0 - w) * views[:, 1:]
+            images = views[:, 0]
+        else:
+            images = normalize_on_device(images)
+        labels = self.labels.index_select(0, index)
+        index, labels = self._to_device(index), self._to_device(labels)
+        batch = Batch(images=images, labels=labels, views=views)
         if CONTRAST_INDEX in self.needs:
             self.generator.manual_seed(step_seed(epoch_seed, step))
         return attach_sample_extras(batch, index, self.needs, self.negatives, self.generator)

@@ -13,7 +13,8 @@ The pipeline is built for each pass over the data (it holds that pass's file lis
 from the epoch's draw. DALI's random crops cannot be tied to single samples, so a pass
 resumed with `iterate(skip)` replays the order exactly but draws other crops and flips
 than the interrupted pass would have (its pipeline seed includes `skip`); use the default
-DataLoader path (`ImageNetLoader`) where a resumed epoch must be bit-identical.
+DataLoader path (`ImageNetLoader`) where a resumed epoch must be bit-identical. PACKD's
+mixed views (VIEWS) are built by the DataLoader path only: this loader refuses them.
 """
 import math
 
@@ -101,8 +102,8 @@ class DALIImageNetLoader:
         import_dali()
         self.needs = frozenset(needs)
         if VIEWS in self.needs:
-            raise ValueError("the ImageNet loaders build no extra views (a method builds them on the device "
-                             "from the batch)")
+            raise UsageError("--loader dali builds no PACKD views (same-class partners, PIL-style rotations, mixing); "
+                             "use --loader torch, the default for methods that need views")
         if CONTRAST_INDEX in self.needs and negatives is None:
             raise ValueError("this method needs negatives: pass a negative sampler")
         self.files = items if isinstance(items, PackedFiles) else PackedFiles(items)

@@ -9,17 +9,26 @@ Each sample comes with V views (view 0 the plain augmentation, the others mixed 
 same-class partners, see `dataset/views.py`). The student's views and the teacher's
 views of a sample form a set of positive pairs weighted by an entropic optimal
 transport plan; the negatives are the teacher embeddings stored in a memory bank.
+
+With `--dataset imagenet` the method takes the authors' ImageNet form
+(`code/train_student_imagenet.py`, `packd/imagenet.py`): no teacher head and no head
+training, no forward-only epoch, the teacher's pooled feature L2-normalised, a queue of
+recent teacher embeddings as the memory, KL over all views, and their ImageNet views
+(`dataset/imagenet.py`: one mixed view, lambda = 0.1 + 0.9 U(0, 1)).
 """
 import argparse
 import os
+import weakref
 
 import torch
 import torch.nn.functional as F
 
 from packd.head import (DEFAULT_HEAD_CACHE_DIR, PROJ_SCALE, TeacherProjection, head_cache_key,  # noqa: F401
                         head_cache_lock, head_cache_path, load_cached_head, save_cached_head)
+from packd.imagenet import PACKDImageNetLoss, default_queue_size
 from packd.loss import Embed, PACKDLoss, PACKDMemory  # noqa: F401
 from packd.sinkhorn import SINKHORN_CHECKS, SINKHORN_MAX_ITER, sinkhorn_plan  # noqa: F401
+from util import dist
 from util.errors import UsageError, check_stage_loss
 from util.fingerprint import state_fingerprint
 
@@ -28,11 +37,57 @@ from .KD import DistillKL
 
 # --kl_views: how the KL term covers the views (see `PACKDDistiller`).
 KL_VIEWS = ("split", "joint")
+IMAGENET = "imagenet"
 
 
 def _opt(opt, name, default):
     value = getattr(opt, name, None) if opt is not None else None
     return default if value is None else value
+
+
+# The authors' ImageNet script: its --mixup_num default 1 (not passed by train_student_imagenet.sh),
+# lambda = 0.1 + 0.9 * U(0, 1) hard-coded in ImageNetPACKDDataset, KL over all B*V rows. Flags the
+# user leaves out take these with --dataset imagenet; the argparse defaults are CIFAR-100's.
+IMAGENET_DEFAULTS = {"mixup_num": 1, "mixup_ratio": 0.1, "kl_views": "joint"}
+# id(namespace) -> the flags of IMAGENET_DEFAULTS given on its command line (see `_Given`)
+_GIVEN = {}
+
+
+class _Given(argparse.Action):
+    """argparse's "store", remembering that the flag was given, so that a default that depends
+    on --dataset is filled in `finalize_options` while the namespace holds only plain values (it
+    is recorded in run.json, the run's identity and checkpoints loaded with weights_only)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, values)
+        key = id(namespace)
+        if key not in _GIVEN:
+            _GIVEN[key] = set()
+            try:  # forget it with the namespace (ids are reused)
+                weakref.finalize(namespace, _GIVEN.pop, key, None)
+            except TypeError:  # a namespace without weak references: kept (a few bytes)
+                pass
+        _GIVEN[key].add(self.dest)
+
+
+def flag_given(opt, name):
+    """Whether `--name` was on the command line that made `opt` (argparse's namespace)."""
+    return name in _GIVEN.get(id(opt), ())
+
+
+def is_imagenet(opt):
+    return getattr(opt, "dataset", None) == IMAGENET
+
+
+def resolve_dataset_defaults(opt):
+    """In place, with --dataset imagenet: each of --mixup_num, --mixup_ratio, --kl_views that was
+    not given takes the authors' ImageNet value (1, 0.1, joint) instead of CIFAR-100's (3, 0.0,
+    split). Returns `opt`."""
+    if is_imagenet(opt):
+        for name, value in IMAGENET_DEFAULTS.items():
+            if not flag_given(opt, name):
+                setattr(opt, name, value)
+    return opt
 
 
 class PACKDDistiller(Distiller):
@@ -49,6 +104,12 @@ class PACKDDistiller(Distiller):
     the authors hard-code 782 = ceil(50000 / 64) steps), then nce_m: a schedule on
     `self.epoch`, so a resumed run gets it right without a counter.
     Terms: "cls", "div", "div_aug" (split only), "kd". Returns the student logits of view 0.
+
+    With `--dataset imagenet`, the authors' ImageNet form (`code/train_student_imagenet.py`):
+    gamma * CE(all views) + alpha * KL_T(all views) + beta * PACKD, where PACKD is
+    `packd.imagenet.PACKDImageNetLoss` on the student's and the teacher's pooled features
+    (no teacher head, so no head training; no forward-only epoch; a queue as the memory).
+    Terms "cls", "div", "kd" (and "div_aug" with --kl_views split).
     """
     name = "packd"
     display_name = "PACKD"
@@ -69,6 +130,10 @@ class PACKDDistiller(Distiller):
         device = next(student.parameters()).device
         s_dim = feature_shapes(student)[-1][1]
         t_dim = feature_shapes(teacher)[-1][1]
+        self.imagenet = is_imagenet(opt)
+        if self.imagenet:
+            self._init_imagenet(s_dim, t_dim, opt, device)
+            return
         feat_dim = int(_opt(opt, "feat_dim", 128))
         n_data = _opt(opt, "n_data", None)
         if n_data is None:
@@ -90,6 +155,24 @@ class PACKDDistiller(Distiller):
         self.head_key = head_cache_key(_opt(opt, "teacher_weights", None) or state_fingerprint(teacher), opt,
                                        self.teacher_bf16)
 
+    def _init_imagenet(self, s_dim, t_dim, opt, device):
+        """The authors' ImageNet form: no head, no forward-only epoch, the queue memory."""
+        self.forward_only_first_epoch = False
+        self.alpha_aug = float(_opt(opt, "alpha_aug", self.default_alpha_aug))
+        self.kl_views = str(opt.kl_views)
+        self.num_views = 1 + int(opt.mixup_num)
+        batch_size = int(_opt(opt, "batch_size", 256))
+        self.queue_size = int(_opt(opt, "packd_queue", default_queue_size(batch_size, self.num_views)))
+        seed = int(_opt(opt, "seed", 0))
+        if dist.world_size() > 1:  # each rank draws its own rows' negatives
+            from dataset.loader import rank_seed
+            seed = rank_seed(seed, dist.rank())
+        self.criterion = PACKDImageNetLoss(
+            s_dim, t_dim, self.queue_size, nce_k=int(_opt(opt, "nce_k", 16384)),
+            ops_eps=float(_opt(opt, "ops_eps", 0.1)), ops_err_thres=float(_opt(opt, "ops_err_thres", 0.1)),
+            temperature=float(_opt(opt, "nce_t", 0.07)), seed=seed).to(device)
+        self.criterion_div = DistillKL(float(_opt(opt, "kd_T", 3)))
+
     # -- description ------------------------------------------------------------------
     @classmethod
     def add_arguments(cls, parser):
@@ -103,16 +186,50 @@ class PACKDDistiller(Distiller):
             raise UsageError("--logit_stand standardises the logits of a logit method (kd, dkd, dist); packd is "
                              "not one: drop --logit_stand")
         fill_unset(opt, {"kd_T": default_temperature(opt)})
+        resolve_dataset_defaults(opt)
         if opt.mixup_num < -1:
             raise UsageError(f"--mixup_num must be -1 or more, got {opt.mixup_num}")
         if opt.nce_k <= 0:
             raise UsageError(f"--nce_k must be positive, got {opt.nce_k}")
         if opt.alpha_aug is None:
             opt.alpha_aug = cls.default_alpha_aug
+        if is_imagenet(opt):
+            cls._check_imagenet_options(opt)
+        elif getattr(opt, "packd_queue", None) is not None:
+            raise UsageError("--packd_queue sizes PACKD's ImageNet queue; on CIFAR-100 the memory holds one row per "
+                             "training sample: drop it")
+
+    @staticmethod
+    def _check_imagenet_options(opt):
+        """The settings the authors' ImageNet form has no place for: one line each."""
+        if opt.mixup_num < 0:
+            raise UsageError(f"--mixup_num must be 0 or more with --dataset imagenet (the authors' ImageNet views "
+                             f"always keep the plain view first), got {opt.mixup_num}")
+        if opt.few_ratio != 1.0:
+            raise UsageError("--few-ratio is for CIFAR-100 (the authors' few-shot runs); the ImageNet data path "
+                             "keeps every image: drop it")
+        if opt.packd_exclude_anchor:
+            raise UsageError("--packd_exclude_anchor has no effect with --dataset imagenet: the negatives are queue "
+                             "entries of other classes, never the anchor: drop it")
+        if opt.packd_skip_warmup:
+            raise UsageError("--packd_skip_warmup has no effect with --dataset imagenet: the authors' ImageNet form "
+                             "has no forward-only epoch: drop it")
+        if opt.packd_queue is not None and opt.packd_queue <= 0:
+            raise UsageError(f"--packd_queue must be a positive number of rows, got {opt.packd_queue}")
 
     @classmethod
     def folder_tags(cls, opt):
-        """The authors' `ag:` (alpha_aug), the number of mixed views, and each variant that is on."""
+        """The authors' `ag:` (alpha_aug), the number of mixed views, and each variant that is on.
+
+        ImageNet (the folder names the data set): `mix:`, then `kl:split ag:` when the KL is split
+        over the views, `q:<rows>` when --packd_queue is given."""
+        if is_imagenet(opt):
+            tags = [f"mix:{opt.mixup_num}"]
+            if opt.kl_views != IMAGENET_DEFAULTS["kl_views"]:
+                tags += [f"kl:{opt.kl_views}", f"ag:{opt.alpha_aug}"]
+            if getattr(opt, "packd_queue", None) is not None:
+                tags.append(f"q:{opt.packd_queue}")
+            return tags
         tags = [f"ag:{opt.alpha_aug}", f"mix:{opt.mixup_num}"]
         if opt.few_ratio != 1.0:
             tags.append(f"fr:{opt.few_ratio}")
@@ -132,7 +249,11 @@ class PACKDDistiller(Distiller):
         else:
             terms["div"] = f"{self.alpha:g}*KL({t}, view 0)"
             terms["div_aug"] = f"{self.alpha_aug:g}*KL({t}, mixed views)"
-        terms["kd"] = f"{self.beta:g}*PACKD"
+        if self.imagenet:
+            terms["kd"] = (f"{self.beta:g}*PACKD(queue of {self.queue_size} teacher embeddings, "
+                           f"{self.criterion.nce_k} other-class negatives per view)")
+        else:
+            terms["kd"] = f"{self.beta:g}*PACKD"
         return terms
 
     # -- schedule and steps ---------------------------------------------------------------
@@ -142,8 +263,11 @@ class PACKDDistiller(Distiller):
 
     @torch.no_grad()
     def teacher_outputs(self, images):
-        """(teacher logits, head projection) for the flattened views, frozen."""
+        """(teacher logits, head projection) for the flattened views, frozen; at ImageNet the
+        teacher's pooled feature in place of the projection (there is no head)."""
         feats, logits = self.teacher_forward(images, is_feat=True)
+        if self.imagenet:
+            return logits, feats[-1].detach()
         proj, _ = self.teacher_head(feats[-1])
         return logits, proj.detach()
 
@@ -171,7 +295,9 @@ class PACKDDistiller(Distiller):
                     per_view_s[:, 1:].reshape(-1, classes), per_view_t[:, 1:].reshape(-1, classes))
             else:
                 terms["div_aug"] = zero  # no mixed views (mixup_num 0 / -1): the authors' KL would be 0/0
-        if self.beta != 0:
+        if self.beta != 0 and self.imagenet:
+            terms["kd"] = self.beta * self.criterion(feats_s[-1], proj_t, batch.labels)
+        elif self.beta != 0:
             loss = self.criterion(feats_s[-1], proj_t, batch.index, batch.contrast_index, self.memory_momentum())
             terms["kd"] = self.beta * loss
         else:
@@ -216,6 +342,8 @@ class PACKDDistiller(Distiller):
         another setting trains and caches its own head; runs sharing one take turns
         (`head_cache_lock`), so it is trained once.
         """
+        if self.imagenet:
+            return None  # the authors' ImageNet form has no teacher head to train
         path = self.head_cache_file(_opt(opt, "head_cache_dir", None))
         with head_cache_lock(path, log):
             return self._load_or_train_head(path, loader, opt, device, log)
@@ -276,9 +404,11 @@ def add_packd_arguments(parser):
     """
     g = parser.add_argument_group("PACKD")
     # argparse default 0; every run script (run_distill.sh, run_few_shot.sh) passes 3
-    g.add_argument("--mixup_num", type=int, default=3,
-                   help="mixed positive views per sample (0: plain view only, -1: one mixed view only)")
-    g.add_argument("--mixup_ratio", type=float, default=0.0, help="lambda = ratio + (1 - ratio) * U(0, 1)")
+    g.add_argument("--mixup_num", type=int, default=3, action=_Given,
+                   help="mixed positive views per sample (0: plain view only, -1: one mixed view only); "
+                        "default 3, 1 with --dataset imagenet (the authors' ImageNet script)")
+    g.add_argument("--mixup_ratio", type=float, default=0.0, action=_Given,
+                   help="lambda = ratio + (1 - ratio) * U(0, 1); default 0, 0.1 with --dataset imagenet")
     g.add_argument("--mixup_rotate", type=int, default=3,
                    help=">0: rotate partners by k*90 degrees, k ~ U{0..3}; < -1: lambda = 0 (partner only)")
     # argparse default 0; the run scripts pass 1 (None -> the method default, 1)
@@ -295,10 +425,13 @@ def add_packd_arguments(parser):
                    help="fraction of the training set kept per class (few-shot runs)")
     g.add_argument("--packd_exclude_anchor", action="store_true",
                    help="variant: drop the anchor's own memory row (column 0) from the negatives")
-    g.add_argument("--kl_views", choices=KL_VIEWS, default="split",
-                   help="split: alpha*KL(view 0) + alpha_aug*KL(mixed views), as the authors' code/train_student.py; "
-                        "joint: alpha*KL over all views together, as their root script with -r > 10 and their "
-                        "ImageNet script")
+    g.add_argument("--kl_views", choices=KL_VIEWS, default="split", action=_Given,
+                   help="split (default on CIFAR-100): alpha*KL(view 0) + alpha_aug*KL(mixed views), as the authors' "
+                        "code/train_student.py; joint (default with --dataset imagenet): alpha*KL over all views "
+                        "together, as their root script with -r > 10 and their ImageNet script")
+    g.add_argument("--packd_queue", type=int, default=None,
+                   help="--dataset imagenet: rows of the queue of teacher embeddings the negatives come from "
+                        "(default as the authors: 50000 // (batch * views) batches)")
     g.add_argument("--packd_skip_warmup", action="store_true",
                    help="variant: no forward-only first epoch (momentum is still 0 for one epoch)")
     g.add_argument("--head_cache_dir", type=str, default=DEFAULT_HEAD_CACHE_DIR,

@@ -65,7 +65,10 @@ def start(device, timeout_min=DEFAULT_TIMEOUT_MIN):
 
 
 def stop():
+    """Leave the process group at the end of a run: all ranks meet first, so none tears its
+    connections down while another still talks to it (gloo aborts the process otherwise)."""
     if dist.is_available() and dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()
 
 

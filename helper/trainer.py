@@ -364,6 +364,7 @@ def run_guarded(main):
     say = print if distributed.launched_processes().is_main else _silent  # one line, not one per rank
     try:
         main()
+        distributed.stop()  # only after a run that ended well: a failed rank must not wait for the others
     except UsageError as e:
         say(f"error: {e}", file=sys.stderr)
         raise SystemExit(2)
@@ -375,5 +376,3 @@ def run_guarded(main):
         say("interrupted; resume from the last epoch's latest.pth with the same command plus --resume auto",
             file=sys.stderr)
         raise SystemExit(130)
-    finally:
-        distributed.stop()

@@ -10,6 +10,7 @@ import torch
 
 from dataset.batch import CONTRAST_INDEX, INDEX, VIEWS
 from dataset.imagenet import (GENERATED_MARKER, IMAGENET_MEAN, IMAGENET_STD, LAYOUT, EpochPlanner, ImageNetLoader,
+                              MixedViews, normalize_on_device, rotate_like_pil,
                               is_generated, random_resized_crop_params, scan_imagenet, write_generated_imagenet)
 from dataset.negatives import NegativeSampler
 from util.errors import UsageError
@@ -275,6 +276,117 @@ def test_bad_settings(scanned):
     assert "multiple of 2" in one_line_error(e)
 
 
+# -- PACKD's views ----------------------------------------------------------------------
+def views_loader(train, batch_size=10, seed=0, mixup_num=1, mixup_ratio=0.1, mixup_rotate=3, **kw):
+    views = MixedViews(torch.tensor([label for _, label in train]), mixup_num, mixup_ratio, mixup_rotate)
+    return ImageNetLoader(train, batch_size, needs={INDEX, VIEWS}, views=views, seed=seed,
+                          num_workers=kw.pop("num_workers", 0), **kw)
+
+
+def expected_views(loader, part):
+    """The views of one planned step rebuilt from the samples: decode, rotate, crop, normalise, mix."""
+    from dataset.imagenet import _Samples
+    samples = _Samples(loader.files, train=True)
+    index, seeds, mix = part
+    crops = torch.stack([samples[(i, s, p, t)] for i, s, p, t in zip(index.tolist(), seeds.tolist(),
+                                                                     mix["partners"].tolist(),
+                                                                     mix["turns"].tolist())])
+    x = normalize_on_device(crops.flatten(0, 1)).view(crops.shape)
+    w = mix["lam"].view(*mix["lam"].shape, 1, 1, 1)
+    return torch.cat([x[:, :1], w * x[:, :1] + (1 - w) * x[:, 1:]], dim=1)
+
+
+def test_views_shape_plain_view_partners_rotations_and_lambda(scanned):
+    train = scanned[1][::2]  # 4 classes x 3 images
+    labels = torch.tensor([label for _, label in train])
+    loader = views_loader(train, 5, mixup_num=2)
+    twin = views_loader(train, 5, mixup_num=2)  # the same draws, planned without decoding
+    plain = ImageNetLoader(train, 5, needs={INDEX}, seed=0, num_workers=0)
+    parts, _ = twin.plan()
+    for b, p, part in zip(loader, plain, parts):
+        assert b.views.shape == (len(b), 3, 3, 224, 224) and b.views.dtype == torch.float32
+        assert torch.equal(b.images, b.views[:, 0])
+        assert torch.equal(b.images, p.images) and torch.equal(b.index, p.index)  # view 0: the plain batch
+        assert torch.equal(part[0], b.index)
+        assert torch.allclose(b.views, expected_views(loader, part), atol=1e-5)
+    # the views draw from a generator of their own: order and crops stay the plain loader's every epoch
+    assert all(torch.equal(v, plain.state_dict()[k]) for k, v in loader.state_dict().items() if k in plain.state_dict())
+    turns, lams = [], []
+    for epoch in range(4):
+        for index, _, mix in (parts if epoch == 0 else twin.plan()[0]):
+            assert torch.equal(labels[mix["partners"]], labels[index].unsqueeze(1).expand(-1, 2))  # same class
+            turns.append(mix["turns"].flatten())
+            lams.append(mix["lam"].flatten())
+    turns, lams = torch.cat(turns), torch.cat(lams)
+    assert set(turns.tolist()) == {0, 1, 2, 3}  # 96 draws
+    assert 0.1 <= lams.min() and lams.max() <= 1.0 and lams.min() < 0.2 and lams.max() > 0.9
+
+
+def test_views_flags_upright_partners_and_partner_only(scanned):
+    _, train, _ = scanned
+    parts, _ = views_loader(train, 24, mixup_num=1, mixup_ratio=0.0, mixup_rotate=0).plan()
+    assert (parts[0][2]["turns"] == 0).all() and parts[0][2]["lam"].min() < 0.1
+    loader = views_loader(train, 6, mixup_num=1, mixup_rotate=-2)  # lambda 0: the partner's crop alone
+    batch = next(iter(loader))
+    parts, _ = views_loader(train, 6, mixup_num=1, mixup_rotate=-2).plan()
+    assert (parts[0][2]["lam"] == 0).all()
+    assert torch.equal(batch.views, expected_views(loader, parts[0]))
+    with pytest.raises(UsageError):
+        MixedViews(torch.zeros(3, dtype=torch.long), mixup_num=-1)
+
+
+def test_views_resume_workers_and_ranks(scanned):
+    _, train, _ = scanned
+    loader = views_loader(train, 8, seed=3)
+    state = loader.state_dict()
+    assert "view_generator" in state
+    full = list(loader)
+    fresh = views_loader(train, 8, seed=99)
+    fresh.load_state_dict(state)
+    resumed = list(fresh.iterate(skip=1))
+    assert len(resumed) == 2
+    for p, q in zip(resumed, full[1:]):
+        assert torch.equal(p.views, q.views) and torch.equal(p.labels, q.labels)
+    workers = views_loader(train, 8, seed=3, num_workers=2, prefetch_factor=2)
+    assert all(torch.equal(p.views, q.views) for p, q in zip(workers, full))  # the workers change nothing
+    ranks = [list(views_loader(train, 8, seed=3, rank=r, world_size=2)) for r in range(2)]
+    for step, whole in enumerate(full):
+        assert torch.equal(torch.cat([ranks[0][step].index, ranks[1][step].index]), whole.index)
+        assert ranks[0][step].views.shape == (4, 2, 3, 224, 224)
+    assert views_loader(train, 8, seed=3, rank=1, world_size=2).unsharded().views is not None
+
+
+@pytest.mark.parametrize("height, width", [(5, 8), (8, 5), (6, 9), (9, 6), (7, 7), (7, 10), (1, 3)])
+def test_rotation_is_pils_rotate(height, width):
+    """The authors rotate the decoded PIL image: Image.rotate(k * 90), same canvas, black corners."""
+    from PIL import Image
+    array = np.random.default_rng(height * width).integers(1, 256, size=(height, width, 3), dtype=np.uint8)
+    image = torch.from_numpy(array).permute(2, 0, 1)
+    for turns in range(4):
+        want = torch.from_numpy(np.array(Image.fromarray(array).rotate(90 * turns))).permute(2, 0, 1)
+        assert torch.equal(rotate_like_pil(image, turns), want), turns
+
+
+def test_views_need_the_views_and_the_dali_path_refuses_them(scanned, tmp_path):
+    from types import SimpleNamespace
+
+    from dataset import make_imagenet_loaders
+    _, train, val = scanned
+    with pytest.raises(ValueError):
+        ImageNetLoader(train, 4, needs={VIEWS}, num_workers=0)
+    opt = SimpleNamespace(loader="dali", seed=0, num_workers=0, batch_size=4, nce_k=4, mode="exact", mixup_num=1,
+                          mixup_ratio=0.1, mixup_rotate=3)
+    data = {"train": train, "test": val}
+    with pytest.raises(UsageError) as e:
+        make_imagenet_loaders(opt, data, torch.device("cpu"), {INDEX, CONTRAST_INDEX, VIEWS}, 0, 1)
+    assert one_line_error(e).startswith("--loader dali builds no PACKD views")
+    opt.loader = "auto"
+    train_loader, test_loader = make_imagenet_loaders(opt, data, torch.device("cpu"), {INDEX, CONTRAST_INDEX, VIEWS},
+                                                      0, 1)
+    assert isinstance(train_loader, ImageNetLoader) and train_loader.views.num_views == 2
+    assert test_loader.views is None
+
+
 # -- the DALI path -------------------------------------------------------------------
 def test_dali_missing_is_a_one_line_usage_error(scanned, monkeypatch):
     from dataset.imagenet_dali import DALIImageNetLoader
@@ -338,3 +450,10 @@ def test_dali_ranks_resume_and_seeds(dali, scanned):
     again.load_state_dict(state)
     resumed = list(again.iterate(skip=1))
     assert [b.index.tolist() for b in resumed] == [b.index.tolist() for b in full[1:]]  # the order, not the crops
+
+
+def test_dali_refuses_views_in_one_line(dali, scanned):
+    from dataset.imagenet_dali import DALIImageNetLoader
+    with pytest.raises(UsageError) as e:
+        DALIImageNetLoader(scanned[1], 4, needs={VIEWS})
+    assert one_line_error(e).startswith("--loader dali builds no PACKD views")

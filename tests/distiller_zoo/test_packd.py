@@ -291,7 +291,7 @@ def test_joint_kl_weighs_all_views_together(tmp_path):
     assert torch.allclose(t_joint["div"], want, atol=1e-6)
     # view 0 weighs 1/V of it and the mixed views (V-1)/V: the split terms, reweighted
     view0, mixed = float(t_split["div"].detach()), float(t_split["div_aug"].detach())
-    assert abs(float(t_joint["div"]) - (view0 + (V - 1) * mixed) / V) < 1e-5
+    assert abs(float(t_joint["div"].detach()) - (view0 + (V - 1) * mixed) / V) < 1e-5
     assert set(joint.loss_terms()) == {"cls", "div", "kd"} and "all views" in joint.loss_terms()["div"]
 
 

@@ -1,6 +1,7 @@
 """PACKD's forward-only first epoch, as the shared loop runs it."""
 import argparse
 
+import pytest
 import torch
 
 from dataset import load_cifar100, make_loaders
@@ -25,6 +26,7 @@ def packd_opt(**kw):
     return opt
 
 
+@pytest.mark.slow
 def test_first_epoch_is_forward_only_and_fills_the_memory(tiny_cifar):
     torch.manual_seed(0)
     opt = packd_opt()
