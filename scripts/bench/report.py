@@ -81,7 +81,18 @@ def malloc_line(malloc):
 
 def loader_line(what, row):
     return (f"{what}: {row['images_per_s']:,.0f} images/s, {row['ms_per_batch']:.2f} ms/batch, "
-            f"{row['cores_used']:.2f} cores busy, {row['images_per_cpu_s']:,.0f} images per CPU-second")
+            f"{cores_text(row['cores_used'])}, {row['images_per_cpu_s']:,.0f} images per CPU-second")
+
+
+def cores_text(cores_used, machine=None):
+    """Busy cores = CPU-seconds / wall seconds. Worker processes' CPU time is counted when they
+    exit, so a short window can show more than the machine has: then say so instead of a number
+    that cannot be."""
+    import os
+    machine = machine or os.cpu_count() or 1
+    if cores_used > machine:
+        return f"all {machine} cores busy (measured {cores_used:.2f}: worker CPU time from outside the window)"
+    return f"{cores_used:.2f} cores busy"
 
 
 def data_path_lines(out, method_name):

@@ -300,3 +300,9 @@ def test_stage_loader_counts_passes_and_times_the_first(bench):
     sizes = [sum(1 for _ in stage) for _ in range(4)]
     assert sizes == [5, 1, 1, 1] and stage.passes == 4 and stage.timed_batches == 3
     assert stage.stopwatch.seconds is not None and stage.stopwatch.seconds >= 0
+
+
+def test_busy_cores_never_exceed_the_machine():
+    from scripts.bench.report import cores_text
+    assert cores_text(1.5, machine=2) == "1.50 cores busy"
+    assert cores_text(3.1, machine=2).startswith("all 2 cores busy")
