@@ -69,6 +69,8 @@ def stop():
     connections down while another still talks to it (gloo aborts the process otherwise)."""
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
+        import gc
+        gc.collect()  # DDP wrappers still referenced by a cycle must go before the group they use
         dist.destroy_process_group()
 
 
