@@ -1,10 +1,8 @@
 """ReviewKD (`--distill reviewkd`): reference numbers, the authors' layouts for the 12 benchmark
-pairs, per-pair weights, the warm-up, and one training step per pair through train_student.py."""
-import json
+pairs, per-pair weights and the warm-up (one training step per pair through train_student.py:
+tests/test_benchmark_pairs.py)."""
 import math
-import os
 
-import numpy as np
 import pytest
 import torch
 
@@ -331,58 +329,4 @@ def test_too_few_student_features_is_a_usage_error():
         ReviewKDDistiller(Short(), model_dict["resnet32x4"](num_classes=100), make_opt("resnet32x4", "resnet8"))
 
 
-# --- end to end: train_student.py, one step for each benchmark pair -----------------------------
-
-
-@pytest.fixture(scope="module")
-def tiny_set(tmp_path_factory):
-    """100 training images (one per class: one step of batch 100) and 10 test images, CIFAR format."""
-    from dataset.cifar import GENERATED_MARKER, write_cifar100
-    folder = tmp_path_factory.mktemp("reviewkd_data")
-    g = np.random.default_rng(0)
-    train_x = g.integers(0, 256, size=(100, 3, 32, 32), dtype=np.uint8)
-    test_x = g.integers(0, 256, size=(10, 3, 32, 32), dtype=np.uint8)
-    root = write_cifar100(str(folder), train_x, np.arange(100), test_x, np.arange(10))
-    open(os.path.join(root, GENERATED_MARKER), "w").close()
-    return folder
-
-
-def random_teacher(name):
-    """Random weights, BatchNorm statistics set from one batch of 16 random images: with the
-    initial statistics (mean 0, var 1) the residual streams of a deep random ResNet grow block
-    after block, and resnet110's pre-activation features overflow float32."""
-    torch.manual_seed(0)
-    model = model_dict[name](num_classes=100)
-    for m in model.modules():
-        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-            m.momentum = None  # cumulative average: after one batch, that batch's statistics
-    model.train()
-    with torch.no_grad():
-        model(torch.randn(16, 3, 32, 32))
-    return model.state_dict()
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("pair", list(AUTHORS))
-def test_train_student_runs_each_pair(pair, tiny_set, tmp_path, capsys):
-    teacher, student = pair.split(":")
-    path = tmp_path / "models" / f"{teacher}_vanilla" / "ckpt_epoch_240.pth"
-    path.parent.mkdir(parents=True)
-    torch.save({"model": random_teacher(teacher)}, path)
-    save = tmp_path / "save"
-    train_student.main(["--path_t", str(path), "--model_s", student, "--distill", "reviewkd", "--epochs", "1",
-                        "--batch_size", "100", "--data_folder", str(tiny_set), "--save_dir", str(save),
-                        "--device", "cpu", "--no_progress", "--no_tensorboard"])
-    out = capsys.readouterr().out
-    beta = AUTHORS_BETA[pair]
-    assert f"kd={beta:g}*min(epoch/20,1)*ReviewKD(HCL)" in out
-    runs = os.listdir(save / "student_model")
-    assert runs == [f"S:{student}_T:{teacher}_cifar100_reviewkd_r:1.0_a:0.0_b:{beta}_1"]
-    run = save / "student_model" / runs[0]
-    rows = [json.loads(line) for line in open(run / "metrics.jsonl")]
-    assert len(rows) == 1 and {"loss_cls", "loss_kd"} <= set(rows[0])
-    assert all(math.isfinite(rows[0][k]) for k in ("train_loss", "loss_cls", "loss_kd", "test_loss"))
-    assert rows[0]["loss_kd"] > 0
-    assert os.path.isfile(run / "summary.json")
-    ckpt = torch.load(run / f"{student}_last.pth", map_location="cpu", weights_only=True)
-    model_dict[student](num_classes=100).load_state_dict(ckpt["model"])
+# End to end on each benchmark pair, with the other newer methods: tests/test_benchmark_pairs.py
