@@ -85,7 +85,7 @@ def main(argv=None):
     data = load_data(opt)
     if procs.is_main:
         distributed.barrier()
-    train_loader, test_loader = make_loaders(opt, data, device, method.needs, procs.rank, procs.world_size)
+    train_loader, test_loader = make_loaders(opt, data, device, method.needs_for(opt), procs.rank, procs.world_size)
     opt.n_data = train_loader.num_samples
     opt.steps_per_epoch = len(train_loader)
     teacher = prepare_model(teacher, opt, device)  # device, channels_last, compile: as the student

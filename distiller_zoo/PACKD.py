@@ -155,6 +155,11 @@ class PACKDDistiller(Distiller):
         self.head_key = head_cache_key(_opt(opt, "teacher_weights", None) or state_fingerprint(teacher), opt,
                                        self.teacher_bf16)
 
+    @classmethod
+    def needs_for(cls, opt):
+        """On ImageNet the queue memory needs no dataset positions and draws its own negatives."""
+        return frozenset({VIEWS}) if is_imagenet(opt) else cls.needs
+
     def _init_imagenet(self, s_dim, t_dim, opt, device):
         """The authors' ImageNet form: no head, no forward-only epoch, the queue memory."""
         self.forward_only_first_epoch = False

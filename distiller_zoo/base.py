@@ -80,6 +80,12 @@ class Distiller(nn.Module):
         Per-pair weights go to opt.gamma/alpha/beta only when the user gave none."""
 
     @classmethod
+    def needs_for(cls, opt):
+        """The batch fields this run needs: `needs`, unless the method's form depends on the
+        options (PACKD on ImageNet uses neither dataset positions nor contrast indices)."""
+        return cls.needs
+
+    @classmethod
     def folder_tags(cls, opt):
         """Run-folder name parts beyond RepDistiller's (`["ag:1.0"]`): the settings that tell
         this method's published ablations apart, so two of them never share a folder."""

@@ -108,7 +108,7 @@ def parse_args(argv=None):
     args, extra = build_parser().parse_known_args(argv)
     opt = training_options(args, extra)
     method = method_named(opt.distill)
-    if args.loader == "torch" and VIEWS in method.needs:
+    if args.loader == "torch" and VIEWS in method.needs_for(opt):
         raise UsageError(f"--loader torch cannot build {opt.distill}'s extra views (it needs '{VIEWS}'); "
                          f"use --loader device")
     if args.levers and args.compile:

@@ -26,8 +26,8 @@ def header(args, opt, device, method, device_label):
                     "compile": opt.compile,
                     "loader": opt.loader, "num_workers": opt.num_workers if opt.loader == "torch" else None,
                     "batch_size": opt.batch_size,
-                    "nce_k": getattr(opt, "nce_k", None) if CONTRAST_INDEX in method.needs else None,
-                    "mixup_num": getattr(opt, "mixup_num", None) if VIEWS in method.needs else None},
+                    "nce_k": getattr(opt, "nce_k", None) if CONTRAST_INDEX in method.needs_for(opt) else None,
+                    "mixup_num": getattr(opt, "mixup_num", None) if VIEWS in method.needs_for(opt) else None},
         "n_data": args.n_data, "n_test": args.n_test, "epochs": opt.epochs,
         "warmup": args.warmup, "repeats": args.repeats,
     }

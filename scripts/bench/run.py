@@ -69,7 +69,7 @@ def run_benchmark(args, opt, log=print):
         log(text.malloc_line(malloc))
 
     data = synthetic_cifar100(args.n_data, args.n_test, opt.seed)  # the same on every rank (seeded)
-    train_loader, test_loader = make_loaders(opt, data, device, method.needs, procs.rank, procs.world_size)
+    train_loader, test_loader = make_loaders(opt, data, device, method.needs_for(opt), procs.rank, procs.world_size)
     opt.n_data = train_loader.num_samples
     opt.steps_per_epoch = len(train_loader)
     report["steps_per_epoch"] = opt.steps_per_epoch
@@ -79,7 +79,7 @@ def run_benchmark(args, opt, log=print):
     local_opt = copy.copy(opt)  # what one process's loader works on: its slice of the global batch
     local_opt.batch_size = report["batch_size_per_process"]
     if not args.skip_data_path:
-        report["data_path"] = time_data_path(args, local_opt, data, device, train_loader, method.needs)
+        report["data_path"] = time_data_path(args, local_opt, data, device, train_loader, method.needs_for(opt))
         for line in text.data_path_lines(report["data_path"], opt.distill):
             log(line)
     if args.data_only:
@@ -173,7 +173,7 @@ def _time_parts(report, distiller, train_loader, method, args, opt, device, log)
     `opt.batch_size` is one process's batch."""
     from dataset.batch import CONTRAST_INDEX
     sampler = getattr(train_loader, "negatives", None)
-    if CONTRAST_INDEX in method.needs and sampler is not None:
+    if CONTRAST_INDEX in method.needs_for(opt) and sampler is not None:
         report["negative_sampling"] = time_negative_sampling(sampler, args, opt, device)
         log(text.negative_sampling_line(report["negative_sampling"]))
     probe = probe_step(distiller, train_loader, opt, device)

@@ -231,3 +231,23 @@ def test_settings_without_a_place_in_the_imagenet_form_are_one_line(extra, words
 def test_the_queue_flag_is_refused_on_cifar():
     with pytest.raises(UsageError, match="--packd_queue sizes PACKD's ImageNet queue"):
         train_student.parse_args(["--path_t", "x.pth", "--distill", "packd", "--packd_queue", "100"])
+
+
+def test_the_imagenet_form_asks_the_loader_for_views_only(tmp_path):
+    """Its queue needs neither dataset positions nor CRD's contrast indices: the loader draws
+    no negatives for it (on CIFAR-100 PACKD still needs all three)."""
+    import train_student
+    from dataset import load_data, make_loaders
+    from dataset.batch import CONTRAST_INDEX, INDEX, VIEWS
+    from dataset.imagenet import write_generated_imagenet
+    from distiller_zoo.PACKD import PACKDDistiller
+    write_generated_imagenet(str(tmp_path), classes=2, per_class=2, val_per_class=1, size=(40, 40))
+    opt = train_student.parse_args(imagenet_args("--data_folder", str(tmp_path), "--batch_size", "4", "--loader",
+                                                  "torch", "--num_workers", "0", "--device", "cpu"))
+    assert PACKDDistiller.needs_for(opt) == {VIEWS}
+    train, _ = make_loaders(opt, load_data(opt), torch.device("cpu"), PACKDDistiller.needs_for(opt))
+    batch = next(iter(train.iterate()))
+    assert train.negatives is None and batch.contrast_index is None and batch.index is None
+    assert batch.views.shape[:2] == (4, 2)
+    cifar = train_student.parse_args(["--path_t", "x.pth", "--distill", "packd"])
+    assert PACKDDistiller.needs_for(cifar) == PACKDDistiller.needs == {INDEX, CONTRAST_INDEX, VIEWS}
