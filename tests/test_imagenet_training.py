@@ -153,12 +153,13 @@ def test_packd_two_processes_hold_one_queue(world, tmp_path):
     assert int(end[0]["criterion.queue.head"]) == 16 and int(end[0]["criterion.draws"]) == 2
 
 
-def test_two_processes_on_imagenet(world, tmp_path):
+@pytest.mark.parametrize("method", ["kd", "crd"])
+def test_two_processes_on_imagenet(method, world, tmp_path):
     base, teacher = world
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            os.path.join(root, "train_student.py"), "--path_t", str(teacher), "--model_t", "resnet34_imagenet",
-           "--distill", "crd", "--nce_k", "4", *common(base, tmp_path)]
+           "--distill", method, "--nce_k", "4", *common(base, tmp_path)]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_"))}
     proc = subprocess.run(cmd, cwd=tmp_path, env={**env, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
                           timeout=600)
