@@ -7,11 +7,13 @@ subsets and generated test sets in the same format load too.
 import math
 import os
 import pickle
-import tarfile
 
 import numpy as np
 import torch
 
+from dataset import archive
+from dataset.archive import DataError
+from dataset.generated import mark_generated
 from util.errors import UsageError
 
 FOLDER = "cifar-100-python"
@@ -22,10 +24,6 @@ IMAGE_SHAPE = (3, 32, 32)
 GENERATED_MARKER = "GENERATED_NOT_CIFAR100.txt"
 
 
-class DataError(UsageError):
-    """A data set that is missing, corrupt or malformed; the message says what to do."""
-
-
 def _archive_source():
     # torchvision knows the official address and md5 of the archive; reuse them.
     from torchvision.datasets import CIFAR100
@@ -34,40 +32,13 @@ def _archive_source():
 
 def download(data_folder):
     """Fetch and extract the official archive into `data_folder` (md5 checked)."""
-    from torchvision.datasets.utils import download_and_extract_archive
     url, md5 = _archive_source()
-    created = _missing_folders(data_folder)
-    os.makedirs(data_folder, exist_ok=True)
-    try:
-        download_and_extract_archive(url, data_folder, filename=ARCHIVE, md5=md5)
-    except Exception as e:  # offline, DNS failure, md5 mismatch, ...
-        _remove_if_empty(created)
-        raise DataError(
-            f"CIFAR-100 not found in '{os.path.join(data_folder, FOLDER)}' and the download failed "
-            f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else 'no detail'}); place '{ARCHIVE}' "
-            f"from {url} in '{data_folder}' (or its extracted '{FOLDER}/' folder) and run again, or add "
-            f"--generate_data to try the code on a small generated set (not for results)"
-        ) from None
+    archive.download(url, data_folder, ARCHIVE, md5, FOLDER,
+                     not_found=f"CIFAR-100 not found in '{os.path.join(data_folder, FOLDER)}'")
 
 
-def _missing_folders(path):
-    """The folders `os.makedirs(path)` would create, deepest first."""
-    out = []
-    path = os.path.abspath(path)
-    while not os.path.exists(path):
-        out.append(path)
-        path = os.path.dirname(path)
-    return out
-
-
-def _remove_if_empty(folders):
-    """Undo `os.makedirs` for the folders a failed download left empty (a partial file is kept
-    out of them by torchvision's temp names; anything else in them stays)."""
-    for folder in folders:
-        try:
-            os.rmdir(folder)
-        except OSError:
-            return
+def _extract(path, data_folder):
+    archive.extract(path, data_folder, _archive_source()[1])
 
 
 def _read_split(path, split):
@@ -111,26 +82,12 @@ def load_cifar100(data_folder, download_if_missing=True):
 
     Downloads the official archive when the folder has no data and `download_if_missing`.
     """
-    if not has_cifar100(data_folder):
-        archive = os.path.join(data_folder, ARCHIVE)
-        if os.path.isfile(archive):
-            _extract(archive, data_folder)
-        elif download_if_missing:
-            download(data_folder)
-        else:
-            raise DataError(f"CIFAR-100 not found in '{os.path.join(data_folder, FOLDER)}'; "
-                            f"place '{ARCHIVE}' or its extracted '{FOLDER}/' folder in '{data_folder}'")
     root = os.path.join(data_folder, FOLDER)
+    if not has_cifar100(data_folder):
+        archive.unpack_or_download(data_folder, ARCHIVE, _extract, download if download_if_missing else None,
+                                   not_found=f"CIFAR-100 not found in '{root}'; place '{ARCHIVE}' or its extracted "
+                                             f"'{FOLDER}/' folder in '{data_folder}'")
     return {split: _read_split(os.path.join(root, split), split) for split in ("train", "test")}
-
-
-def _extract(archive, data_folder):
-    from torchvision.datasets.utils import check_integrity
-    _, md5 = _archive_source()
-    if not check_integrity(archive, md5):
-        raise DataError(f"'{archive}' does not match the official md5; delete it and download again")
-    with tarfile.open(archive, "r:gz") as tar:
-        tar.extractall(data_folder, filter="data")
 
 
 def write_cifar100(data_folder, train_images, train_labels, test_images, test_labels):
@@ -177,9 +134,7 @@ def make_synthetic_cifar100(data_folder, train_per_class=20, test_per_class=5, s
     tr_x, tr_y = draw(train_per_class)
     te_x, te_y = draw(test_per_class)
     root = write_cifar100(data_folder, tr_x, tr_y, te_x, te_y)
-    with open(os.path.join(root, GENERATED_MARKER), "w") as fh:
-        fh.write("This is a generated data set in the CIFAR-100 format, made for trying the code and for "
-                 "tests.\nIt is NOT CIFAR-100: runs on it say so and are kept apart in summaries.\n")
+    mark_generated(os.path.join(root, GENERATED_MARKER), "CIFAR-100 format", "CIFAR-100")
     return root
 
 

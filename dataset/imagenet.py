@@ -11,7 +11,7 @@ device as uint8 (4x fewer bytes than float, pinned on CUDA) and is normalised th
 epoch's order and every sample's augmentation seed are drawn in the main process from
 seeded generators, so the batches do not depend on the number of workers, and a resumed
 epoch (`iterate(skip)`) is the same without decoding the skipped batches.
-`dataset/imagenet_dali.py` is the same interface on NVIDIA DALI.
+`dataset/imagenet_dali.py` is the same interface on NVIDIA DALI (both build on `BaseImageNetLoader`).
 
 PACKD's views (`needs` with VIEWS, `MixedViews`): each sample also brings mixed views
 made as the authors' `ImageNetPACKDDataset` makes them: a same-class partner (drawn with
@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from dataset.batch import Batch, CONTRAST_INDEX, VIEWS
+from dataset.generated import mark_generated
 from dataset.loader import attach_sample_extras, rank_seed
 from util.class_index import ClassIndex
 from util.errors import UsageError
@@ -197,9 +198,7 @@ def write_generated_imagenet(root, classes=4, per_class=6, val_per_class=2, size
                     val_number += 1
                     file = f"ILSVRC2012_val_{val_number:08d}.JPEG"
                 draw(k).save(os.path.join(folder, file), quality=90)
-    with open(os.path.join(root, GENERATED_MARKER), "w") as fh:
-        fh.write("This is a generated data set in the ImageNet folder layout, made for trying the code and for "
-                 "tests.\nIt is NOT ImageNet: runs on it say so and are kept apart in summaries.\n")
+    mark_generated(os.path.join(root, GENERATED_MARKER), "ImageNet folder layout", "ImageNet")
     return root
 
 
@@ -472,7 +471,64 @@ def view_seed(seed, rank=0, world_size=1):
     return (base * 6364136223846793005 + 1442695040888963407) % 2 ** 63
 
 
-class ImageNetLoader:
+class BaseImageNetLoader:
+    """What `ImageNetLoader` and `dataset.imagenet_dali.DALIImageNetLoader` share: the check that
+    negatives come with CONTRAST_INDEX, the split's packed files and labels, the `EpochPlanner`
+    (and so the state), and a step's `Batch` made from its images, with the negatives drawn from
+    a generator re-seeded every step. A subclass checks VIEWS itself, then decodes and augments
+    its own way."""
+
+    def __init__(self, items, batch_size, train, needs, negatives, seed, device, num_workers, rank, world_size,
+                 crop, resize):
+        self.needs = frozenset(needs)
+        if CONTRAST_INDEX in self.needs and negatives is None:
+            raise ValueError("this method needs negatives: pass a negative sampler")
+        self.files = items if isinstance(items, PackedFiles) else PackedFiles(items)
+        if len(self.files) == 0:
+            raise UsageError("the ImageNet split holds no images")
+        self.labels = torch.from_numpy(self.files.labels)
+        self.batch_size, self.train, self.negatives = int(batch_size), train, negatives
+        self.seed, self.rank, self.world_size = seed, int(rank), int(world_size)
+        self.num_workers, self.crop, self.resize = int(num_workers), crop, resize
+        self.device = self._resolve_device(device)
+        self.planner = EpochPlanner(len(self.files), batch_size, train, seed, rank, world_size)
+        self.generator = torch.Generator(device=self.device)  # negatives; re-seeded every step
+
+    @staticmethod
+    def _resolve_device(device):
+        return torch.device(device)
+
+    def __len__(self):
+        return len(self.planner)
+
+    @property
+    def num_samples(self):
+        return len(self.files)
+
+    def state_dict(self):
+        return self.planner.state_dict()
+
+    def load_state_dict(self, state):
+        self.planner.load_state_dict(state)
+
+    def __iter__(self):
+        return self.iterate()
+
+    def _to_device(self, tensor):
+        return tensor.to(self.device, non_blocking=True)
+
+    def _make_batch(self, images, index, epoch_seed, step, views=None):
+        """The Batch of step `step`: `images` (and `views`) already on the device, the samples'
+        labels, and what `needs` asks for of the CPU positions `index`."""
+        labels = self.labels.index_select(0, index)
+        index, labels = self._to_device(index), self._to_device(labels)
+        batch = Batch(images=images, labels=labels, views=views)
+        if CONTRAST_INDEX in self.needs:
+            self.generator.manual_seed(step_seed(epoch_seed, step))
+        return attach_sample_extras(batch, index, self.needs, self.negatives, self.generator)
+
+
+class ImageNetLoader(BaseImageNetLoader):
     """Batches of an ImageNet-layout split from DataLoader workers; the interface of `DeviceLoader`.
 
     items: (path, label) pairs (`scan_imagenet`). `batch_size` is the global batch; under
@@ -492,21 +548,12 @@ class ImageNetLoader:
 
     def __init__(self, items, batch_size, train=True, needs=(), negatives=None, seed=0, device="cpu",
                  num_workers=8, rank=0, world_size=1, prefetch_factor=4, crop=CROP, resize=RESIZE, views=None):
-        self.needs = frozenset(needs)
-        if VIEWS in self.needs and (views is None or not train):
+        needs = frozenset(needs)
+        if VIEWS in needs and (views is None or not train):
             raise ValueError("this method needs extra views: pass MixedViews to a training loader")
-        if CONTRAST_INDEX in self.needs and negatives is None:
-            raise ValueError("this method needs negatives: pass a negative sampler")
-        self.files = items if isinstance(items, PackedFiles) else PackedFiles(items)
-        if len(self.files) == 0:
-            raise UsageError("the ImageNet split holds no images")
-        self.labels = torch.from_numpy(self.files.labels)
-        self.batch_size, self.train, self.negatives = int(batch_size), train, negatives
-        self.seed, self.rank, self.world_size = seed, int(rank), int(world_size)
-        self.num_workers, self.prefetch_factor, self.crop, self.resize = int(num_workers), prefetch_factor, crop, resize
-        self.device = torch.device(device)
-        self.planner = EpochPlanner(len(self.files), batch_size, train, seed, rank, world_size)
-        self.generator = torch.Generator(device=self.device)  # negatives; re-seeded every step
+        super().__init__(items, batch_size, train, needs, negatives, seed, device, num_workers, rank, world_size,
+                         crop, resize)
+        self.prefetch_factor = prefetch_factor
         self.views = views if VIEWS in self.needs else None
         self.view_generator = None
         if self.views is not None:
@@ -518,13 +565,6 @@ class ImageNetLoader:
             pin_memory=cuda, persistent_workers=self.num_workers > 0,
             prefetch_factor=prefetch_factor if self.num_workers > 0 else None)
 
-    def __len__(self):
-        return len(self.planner)
-
-    @property
-    def num_samples(self):
-        return len(self.files)
-
     def unsharded(self):
         """The loader one process would use (whole batches, generators seeded as one process)."""
         return ImageNetLoader(self.files, self.batch_size, self.train, self.needs, self.negatives, seed=self.seed,
@@ -532,18 +572,15 @@ class ImageNetLoader:
                               crop=self.crop, resize=self.resize, views=self.views)
 
     def state_dict(self):
-        state = self.planner.state_dict()
+        state = super().state_dict()
         if self.view_generator is not None:
             state["view_generator"] = self.view_generator.get_state()
         return state
 
     def load_state_dict(self, state):
-        self.planner.load_state_dict(state)
+        super().load_state_dict(state)
         if self.view_generator is not None:
             self.view_generator.set_state(state["view_generator"].cpu())
-
-    def __iter__(self):
-        return self.iterate()
 
     def plan(self):
         """-> (parts, epoch_seed): `EpochPlanner.epoch()`, each part with a third entry, the
@@ -579,9 +616,9 @@ class ImageNetLoader:
             yield self._batch(images, index, epoch_seed, step, mix)
 
     def _to_device(self, tensor):
-        if self.device.type == "cuda":
+        if self.device.type == "cuda":  # the DataLoader path pins what it sends
             tensor = tensor.pin_memory()
-        return tensor.to(self.device, non_blocking=True)
+        return super()._to_device(tensor)
 
     def _batch(self, images, index, epoch_seed, step, mix=None):
         images = images.to(self.device, non_blocking=True)
@@ -596,9 +633,4 @@ class ImageNetLoader:
             images = views[:, 0]
         else:
             images = normalize_on_device(images)
-        labels = self.labels.index_select(0, index)
-        index, labels = self._to_device(index), self._to_device(labels)
-        batch = Batch(images=images, labels=labels, views=views)
-        if CONTRAST_INDEX in self.needs:
-            self.generator.manual_seed(step_seed(epoch_seed, step))
-        return attach_sample_extras(batch, index, self.needs, self.negatives, self.generator)
+        return self._make_batch(images, index, epoch_seed, step, views)

@@ -21,9 +21,8 @@ import math
 import numpy as np
 import torch
 
-from dataset.batch import Batch, CONTRAST_INDEX, VIEWS
-from dataset.imagenet import CROP, IMAGENET_MEAN, IMAGENET_STD, RATIO, RESIZE, SCALE, EpochPlanner, PackedFiles, step_seed
-from dataset.loader import attach_sample_extras
+from dataset.batch import VIEWS
+from dataset.imagenet import CROP, IMAGENET_MEAN, IMAGENET_STD, RATIO, RESIZE, SCALE, BaseImageNetLoader
 from util.errors import UsageError
 
 INSTALL_HINT = "pip install -r requirements-imagenet.txt, or --loader torch"
@@ -88,7 +87,7 @@ def to_torch(tensor_list, device):
     return torch.from_numpy(np.array(tensor)).to(device, non_blocking=True)
 
 
-class DALIImageNetLoader:
+class DALIImageNetLoader(BaseImageNetLoader):
     """The `ImageNetLoader` interface on DALI: see the module's docstring.
 
     items: (path, label) pairs (`dataset.imagenet.scan_imagenet`). `batch_size` is the global
@@ -100,47 +99,27 @@ class DALIImageNetLoader:
     def __init__(self, items, batch_size, train=True, needs=(), negatives=None, seed=0, device="cpu",
                  num_workers=8, rank=0, world_size=1, crop=CROP, resize=RESIZE, prefetch_queue_depth=2):
         import_dali()
-        self.needs = frozenset(needs)
-        if VIEWS in self.needs:
+        needs = frozenset(needs)
+        if VIEWS in needs:
             raise UsageError("--loader dali builds no PACKD views (same-class partners, PIL-style rotations, mixing); "
                              "use --loader torch, the default for methods that need views")
-        if CONTRAST_INDEX in self.needs and negatives is None:
-            raise ValueError("this method needs negatives: pass a negative sampler")
-        self.files = items if isinstance(items, PackedFiles) else PackedFiles(items)
-        if len(self.files) == 0:
-            raise UsageError("the ImageNet split holds no images")
-        self.labels = torch.from_numpy(self.files.labels)
-        self.batch_size, self.train, self.negatives = int(batch_size), train, negatives
-        self.seed, self.rank, self.world_size = seed, int(rank), int(world_size)
-        self.num_workers, self.crop, self.resize = int(num_workers), crop, resize
+        super().__init__(items, batch_size, train, needs, negatives, seed, device, num_workers, rank, world_size,
+                         crop, resize)
         self.prefetch_queue_depth = prefetch_queue_depth
-        self.device = torch.device(device)
-        if self.device.type == "cuda" and self.device.index is None:
-            self.device = torch.device("cuda", torch.cuda.current_device())
-        self.planner = EpochPlanner(len(self.files), batch_size, train, seed, rank, world_size)
         self.part_size = math.ceil(self.batch_size / self.world_size)  # every step's part but the last
-        self.generator = torch.Generator(device=self.device)
 
-    def __len__(self):
-        return len(self.planner)
-
-    @property
-    def num_samples(self):
-        return len(self.files)
+    @staticmethod
+    def _resolve_device(device):
+        """DALI decodes on a numbered GPU: a bare "cuda" is the current one."""
+        device = torch.device(device)
+        if device.type == "cuda" and device.index is None:
+            device = torch.device("cuda", torch.cuda.current_device())
+        return device
 
     def unsharded(self):
         return DALIImageNetLoader(self.files, self.batch_size, self.train, self.needs, self.negatives,
                                   seed=self.seed, device=self.device, num_workers=self.num_workers, crop=self.crop,
                                   resize=self.resize, prefetch_queue_depth=self.prefetch_queue_depth)
-
-    def state_dict(self):
-        return self.planner.state_dict()
-
-    def load_state_dict(self, state):
-        self.planner.load_state_dict(state)
-
-    def __iter__(self):
-        return self.iterate()
 
     def iterate(self, skip=0):
         """The epoch's batches from step `skip` on; the skipped ones are planned, never read."""
@@ -160,14 +139,6 @@ class DALIImageNetLoader:
                     images = torch.empty(0, 3, self.crop, self.crop, device=self.device)
                 else:
                     images = to_torch(pipe.run()[0], self.device)[:index.numel()]
-                yield self._batch(images, index, epoch_seed, step)
+                yield self._make_batch(images, index, epoch_seed, step)
         finally:
             del pipe
-
-    def _batch(self, images, index, epoch_seed, step):
-        labels = self.labels.index_select(0, index)
-        batch = Batch(images=images, labels=labels.to(self.device, non_blocking=True))
-        if CONTRAST_INDEX in self.needs:
-            self.generator.manual_seed(step_seed(epoch_seed, step))
-        return attach_sample_extras(batch, index.to(self.device, non_blocking=True), self.needs, self.negatives,
-                                    self.generator)

@@ -10,12 +10,13 @@ folder holds no data. The files are validated by size and label range instead of
 generated test sets in the same format load too; those carry `GENERATED_MARKER`.
 """
 import os
-import tarfile
 
 import numpy as np
 import torch
 
-from dataset.cifar import DataError, _missing_folders, _remove_if_empty
+from dataset import archive
+from dataset.archive import DataError
+from dataset.generated import PALETTE, class_colours, mark_generated, synthetic_images  # noqa: F401  (PALETTE: public here)
 
 FOLDER = "stl10_binary"
 NUM_CLASSES = 10
@@ -36,29 +37,13 @@ def _archive_source():
 
 def download(data_folder):
     """Fetch and extract the official archive into `data_folder` (md5 checked); one-line DataError offline."""
-    from torchvision.datasets.utils import download_and_extract_archive
     url, filename, md5 = _archive_source()
-    created = _missing_folders(data_folder)
-    os.makedirs(data_folder, exist_ok=True)
-    try:
-        download_and_extract_archive(url, data_folder, filename=filename, md5=md5)
-    except Exception as e:  # offline, DNS failure, md5 mismatch, ...
-        _remove_if_empty(created)
-        detail = str(e).splitlines()[0] if str(e) else "no detail"
-        raise DataError(
-            f"STL-10 not found in '{os.path.join(data_folder, FOLDER)}' and the download failed "
-            f"({type(e).__name__}: {detail}); place '{filename}' from {url} in '{data_folder}' (or its "
-            f"extracted '{FOLDER}/' folder) and run again, or add --generate_data to try the code on a small "
-            f"generated set (not for results)") from None
+    archive.download(url, data_folder, filename, md5, FOLDER,
+                     not_found=f"STL-10 not found in '{os.path.join(data_folder, FOLDER)}'")
 
 
-def _extract(archive, data_folder):
-    from torchvision.datasets.utils import check_integrity
-    _, _, md5 = _archive_source()
-    if not check_integrity(archive, md5):
-        raise DataError(f"'{archive}' does not match the official md5; delete it and download again")
-    with tarfile.open(archive, "r:gz") as tar:
-        tar.extractall(data_folder, filter="data")
+def _extract(path, data_folder):
+    archive.extract(path, data_folder, _archive_source()[2])
 
 
 def has_stl10(data_folder):
@@ -101,14 +86,9 @@ def load_stl10(data_folder, download_if_missing=True):
     root = os.path.join(data_folder, FOLDER)
     if not has_stl10(data_folder):
         _, filename, _ = _archive_source()
-        archive = os.path.join(data_folder, filename)
-        if os.path.isfile(archive):
-            _extract(archive, data_folder)
-        elif download_if_missing:
-            download(data_folder)
-        else:
-            raise DataError(f"STL-10 not found in '{root}'; place '{filename}' or its extracted '{FOLDER}/' "
-                            f"folder in '{data_folder}'")
+        archive.unpack_or_download(data_folder, filename, _extract, download if download_if_missing else None,
+                                   not_found=f"STL-10 not found in '{root}'; place '{filename}' or its extracted "
+                                             f"'{FOLDER}/' folder in '{data_folder}'")
     out = {split: _read_split(root, split) for split in SPLITS}
     out["classes"] = _class_names(root)
     return out
@@ -142,33 +122,6 @@ def write_stl10(data_folder, train_images, train_labels, test_images, test_label
     return root
 
 
-# Well-separated colours (corners and edge midpoints of the RGB cube, inset) for generated classes.
-PALETTE = np.array([[r, g, b] for r in (40, 140, 240) for g in (40, 140, 240) for b in (40, 140, 240)],
-                   dtype=np.float64)
-
-
-def class_colours(num_classes, seed=0):
-    """`num_classes` distinct colours of `PALETTE` (at most 27), in a seeded order."""
-    if num_classes > len(PALETTE):
-        raise ValueError(f"at most {len(PALETTE)} generated classes, got {num_classes}")
-    order = np.random.default_rng(seed).permutation(len(PALETTE))[:num_classes]
-    return PALETTE[order]
-
-
-def synthetic_images(labels, colours, size, rng, noise=20.0):
-    """uint8 (N, 3, size, size): each image its class colour plus noise and a darker square at a
-    random place. The colour fills every crop, so the classes stay separable after any
-    RandomResizedCrop; the square keeps images from being flat."""
-    n = len(labels)
-    imgs = colours[labels][:, :, None, None] + rng.normal(0, noise, size=(n, 3, size, size))
-    side = size // 4
-    corners = rng.integers(0, size - side + 1, size=(n, 2))
-    for k in range(n):  # data preparation, not a training step
-        y, x = corners[k]
-        imgs[k, :, y:y + side, x:x + side] *= 0.7
-    return np.clip(np.rint(imgs), 0, 255).astype(np.uint8)
-
-
 def make_synthetic_stl10(data_folder, train_per_class=20, test_per_class=10, seed=0):
     """Write a small *learnable* data set in the STL-10 format (for tests and offline tries)."""
     rng = np.random.default_rng(seed)
@@ -182,7 +135,5 @@ def make_synthetic_stl10(data_folder, train_per_class=20, test_per_class=10, see
     tr_x, tr_y = draw(train_per_class)
     te_x, te_y = draw(test_per_class)
     root = write_stl10(data_folder, tr_x, tr_y, te_x, te_y)
-    with open(os.path.join(root, GENERATED_MARKER), "w") as fh:
-        fh.write("This is a generated data set in the STL-10 format, made for trying the code and for tests.\n"
-                 "It is NOT STL-10: runs on it say so and are kept apart in summaries.\n")
+    mark_generated(os.path.join(root, GENERATED_MARKER), "STL-10 format", "STL-10")
     return root

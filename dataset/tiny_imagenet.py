@@ -17,13 +17,14 @@ The official zip (cs231n.stanford.edu, md5-checked) is downloaded only when no s
 folder holding `tiny-imagenet-200/`. Generated test sets carry `GENERATED_MARKER`.
 """
 import os
-import zipfile
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
 
-from dataset.cifar import DataError, _missing_folders, _remove_if_empty
+from dataset import archive
+from dataset.archive import DataError
+from dataset.generated import class_colours, mark_generated, synthetic_images
 
 FOLDER = "tiny-imagenet-200"
 URL = "http://cs231n.stanford.edu/tiny-imagenet-200.zip"
@@ -56,26 +57,11 @@ def is_generated(data_folder):
 
 def download(data_folder):
     """Fetch and extract the official zip into `data_folder` (md5 checked); one-line DataError offline."""
-    from torchvision.datasets.utils import download_and_extract_archive
-    created = _missing_folders(data_folder)
-    os.makedirs(data_folder, exist_ok=True)
-    try:
-        download_and_extract_archive(URL, data_folder, filename=ARCHIVE, md5=MD5)
-    except Exception as e:  # offline, DNS failure, md5 mismatch, ...
-        _remove_if_empty(created)
-        detail = str(e).splitlines()[0] if str(e) else "no detail"
-        raise DataError(
-            f"Tiny-ImageNet not found in '{data_folder}' and the download failed ({type(e).__name__}: {detail}); "
-            f"place '{ARCHIVE}' from {URL} in '{data_folder}' (or its extracted '{FOLDER}/' folder) and run "
-            f"again, or add --generate_data to try the code on a small generated set (not for results)") from None
+    archive.download(URL, data_folder, ARCHIVE, MD5, FOLDER, not_found=f"Tiny-ImageNet not found in '{data_folder}'")
 
 
-def _extract(archive, data_folder):
-    from torchvision.datasets.utils import check_integrity
-    if not check_integrity(archive, MD5):
-        raise DataError(f"'{archive}' does not match the official md5; delete it and download again")
-    with zipfile.ZipFile(archive) as zf:
-        zf.extractall(data_folder)
+def _extract(path, data_folder):
+    archive.extract(path, data_folder, MD5)
 
 
 def _images_in(folder):
@@ -221,15 +207,11 @@ def load_tiny_imagenet(data_folder, download_if_missing=True, workers=None):
     The layout is checked before any image is decoded; every problem is a one-line DataError.
     """
     if not has_tiny_imagenet(data_folder):
-        archive = os.path.join(data_folder, ARCHIVE)
-        if os.path.isfile(archive):
-            _extract(archive, data_folder)
-        elif download_if_missing:
-            download(data_folder)
-        else:
-            raise DataError(f"Tiny-ImageNet not found in '{data_folder}' (no wnids.txt, train/ or val/ there or in "
-                            f"'{os.path.join(data_folder, FOLDER)}'); place '{ARCHIVE}' or its extracted '{FOLDER}/' "
-                            f"folder in '{data_folder}'")
+        archive.unpack_or_download(
+            data_folder, ARCHIVE, _extract, download if download_if_missing else None,
+            not_found=f"Tiny-ImageNet not found in '{data_folder}' (no wnids.txt, train/ or val/ there or in "
+                      f"'{os.path.join(data_folder, FOLDER)}'); place '{ARCHIVE}' or its extracted '{FOLDER}/' "
+                      f"folder in '{data_folder}'")
     root = find_root(data_folder)
     classes = sorted(read_wnids(root))
     train_files, train_labels = _train_files(root, classes)
@@ -285,7 +267,6 @@ def write_tiny_imagenet(data_folder, wnids, train_images, train_labels, val_imag
 
 def make_synthetic_tiny_imagenet(data_folder, num_classes=5, train_per_class=20, val_per_class=10, seed=0):
     """Write a small *learnable* data set in the Tiny-ImageNet layout (for tests and offline tries)."""
-    from dataset.stl10 import class_colours, synthetic_images
     rng = np.random.default_rng(seed)
     colours = class_colours(num_classes, seed)
     wnids = [f"n{90000000 + 1013 * k:08d}" for k in range(num_classes)]
@@ -299,7 +280,5 @@ def make_synthetic_tiny_imagenet(data_folder, num_classes=5, train_per_class=20,
     tr_x, tr_y = draw(train_per_class)
     va_x, va_y = draw(val_per_class)
     root = write_tiny_imagenet(data_folder, wnids, tr_x, tr_y, va_x, va_y)
-    with open(os.path.join(root, GENERATED_MARKER), "w") as fh:
-        fh.write("This is a generated data set in the Tiny-ImageNet-200 layout, made for trying the code and for "
-                 "tests.\nIt is NOT Tiny-ImageNet: runs on it say so and are kept apart in summaries.\n")
+    mark_generated(os.path.join(root, GENERATED_MARKER), "Tiny-ImageNet-200 layout", "Tiny-ImageNet")
     return root

@@ -7,6 +7,7 @@ import torch
 
 from dataset.stl10 import (FILES, FOLDER, GENERATED_MARKER, DataError, is_generated, load_stl10,
                            make_synthetic_stl10, write_stl10)
+from tests.dataset.downloads import load_offline
 
 
 def random_set(n_train=6, n_test=4, seed=0):
@@ -95,17 +96,7 @@ def test_no_data_offline_names_folder_and_archive(tmp_path):
 
 
 def test_failed_download_is_one_line_and_leaves_no_empty_folder(tmp_path, monkeypatch):
-    import torchvision.datasets.utils as tvu
-    calls = []
-
-    def offline(url, folder, filename=None, md5=None, **kw):
-        calls.append((url, filename, md5))
-        raise OSError("network is unreachable")
-    monkeypatch.setattr(tvu, "download_and_extract_archive", offline)
-    with pytest.raises(DataError) as e:
-        load_stl10(str(tmp_path / "new" / "data"))
-    msg = str(e.value)
-    assert "\n" not in msg and "network is unreachable" in msg and "--generate_data" in msg
+    msg, calls = load_offline(monkeypatch, load_stl10, str(tmp_path / "new" / "data"))
     assert "http://ai.stanford.edu/~acoates/stl10/stl10_binary.tar.gz" in msg
     from torchvision.datasets import STL10
     assert calls == [(STL10.url, STL10.filename, STL10.tgz_md5)]

@@ -9,6 +9,7 @@ from PIL import Image
 
 from dataset.tiny_imagenet import (ARCHIVE, FOLDER, GENERATED_MARKER, MD5, URL, DataError, find_root, is_generated,
                                    load_tiny_imagenet, make_synthetic_tiny_imagenet, write_tiny_imagenet)
+from tests.dataset.downloads import load_offline
 
 WNIDS = ["n03444034", "n01443537", "n09999999"]  # unsorted, as the official wnids.txt
 
@@ -164,17 +165,8 @@ def test_no_data_offline_names_folder_and_archive(tmp_path):
 
 
 def test_failed_download_is_one_line_and_leaves_no_empty_folder(tmp_path, monkeypatch):
-    import torchvision.datasets.utils as tvu
-    calls = []
-
-    def offline(url, folder, filename=None, md5=None, **kw):
-        calls.append((url, filename, md5))
-        raise OSError("network is unreachable")
-    monkeypatch.setattr(tvu, "download_and_extract_archive", offline)
-    with pytest.raises(DataError) as e:
-        load_tiny_imagenet(str(tmp_path / "new" / "data"))
-    msg = str(e.value)
-    assert "\n" not in msg and "network is unreachable" in msg and URL in msg and "--generate_data" in msg
+    msg, calls = load_offline(monkeypatch, load_tiny_imagenet, str(tmp_path / "new" / "data"))
+    assert URL in msg
     assert calls == [("http://cs231n.stanford.edu/tiny-imagenet-200.zip", "tiny-imagenet-200.zip", MD5)]
     assert not (tmp_path / "new").exists()
 
