@@ -27,67 +27,9 @@
 # 2 bad usage.
 set -u
 
-case ${1:-} in
-    -h | --help)
-        sed -n '2,/^[^#]/{/^#/s/^# \{0,1\}//p;}' "$0"
-        exit 0
-        ;;
-    '') ;;
-    *)
-        echo "error: unknown argument '$1'; configure by environment variables, see: sh $0 -h" >&2
-        exit 2
-        ;;
-esac
-
-cd "$(dirname "$0")/.." || { echo "error: cannot enter the repository root" >&2; exit 2; }
-PY=${PYTHON:-$(command -v python3 || command -v python)}
-[ -n "$PY" ] || { echo "error: no python on PATH; set PYTHON" >&2; exit 2; }
-SAVE_DIR=${SAVE_DIR:-./save}
-STUDENTS=${STUDENTS:-"$SAVE_DIR/student_model/S:resnet8x4_T:resnet32x4_cifar100_packd_*"}
-DATA_FOLDER=${DATA_FOLDER:-./data}
-TRIAL=${TRIAL:-0}
-LOG_DIR=${LOG_DIR:-$SAVE_DIR/logs/transfer}
-EXTRA_ARGS=${EXTRA_ARGS:-}
-DRY_RUN=${DRY_RUN:-0}
-
-quote() {  # one shell word, quoted when it needs to be
-    case $1 in
-        '' | *[!A-Za-z0-9_./:=,+@%-]*) printf "'%s'" "$(printf '%s' "$1" | sed "s/'/'\\\\''/g")" ;;
-        *) printf '%s' "$1" ;;
-    esac
-}
-
-failed=0
-ran=0
-for student in $STUDENTS; do
-    if [ ! -e "$student" ]; then
-        echo "error: no student checkpoint or run folder at '$student' (STUDENTS)" >&2
-        failed=$((failed + 1))
-        continue
-    fi
-    set -- eval_rep.py --dataset STL-10 --data_folder "$DATA_FOLDER" --path_s "$student" \
-        --trial "$TRIAL" --save_dir "$SAVE_DIR"
-    if [ "$DRY_RUN" = 1 ]; then
-        line=$(quote "$PY")
-        for word in "$@"; do line="$line $(quote "$word")"; done
-        echo "$line${EXTRA_ARGS:+ $EXTRA_ARGS}"
-        ran=$((ran + 1))
-        continue
-    fi
-    mkdir -p "$LOG_DIR" || exit 1
-    name=$(basename "${student%/}")
-    case $name in *.pth) name="$(basename "$(dirname "$student")")_${name%.pth}" ;; esac
-    status=$(mktemp) || exit 1
-    # shellcheck disable=SC2086  # EXTRA_ARGS are words
-    { "$PY" "$@" $EXTRA_ARGS 2>&1; echo $? > "$status"; } | tee "$LOG_DIR/${name}_STL10.log"
-    rc=$(cat "$status")
-    rm -f "$status"
-    ran=$((ran + 1))
-    if [ "$rc" != 0 ]; then
-        echo "FAILED (exit $rc): $student; log: $LOG_DIR/${name}_STL10.log" >&2
-        failed=$((failed + 1))
-    fi
-done
-[ "$DRY_RUN" = 1 ] && echo "dry run: $ran probe(s)"
-[ "$failed" = 0 ] || { echo "error: $failed of the students failed or were not found" >&2; exit 1; }
-exit 0
+# Only the help above, the data set and the log name are this script's own; the probe loop is
+# shared with the other eval_rep_*.sh (scripts/lib/eval_rep.sh).
+. "$(dirname "$0")/lib/common.sh" || exit 2
+. "$(dirname "$0")/lib/eval_rep.sh" || exit 2
+check_args "$@"
+probe_students STL-10 STL10

@@ -26,25 +26,13 @@
 # 1 download or unpack failed, 2 bad usage.
 set -u
 
+# die, usage_error and the -h handling are shared with the other scripts.
+. "$(dirname "$0")/lib/common.sh" || exit 2
+
 DEFAULT_URL=https://github.com/smuelpeng/PACKD/releases/download/checkpoints/cifar_teachers.tar
 TEACHERS="wrn_40_2 resnet56 resnet110 resnet32x4 vgg13 ResNet50"
 
-die() {
-    printf 'error: %s\n' "$*" >&2
-    exit 1
-}
-
-case ${1:-} in
-    -h | --help)
-        sed -n '2,/^[^#]/{/^#/s/^# \{0,1\}//p;}' "$0"
-        exit 0
-        ;;
-    '') ;;
-    *)
-        echo "error: unknown argument '$1'; configure by environment variables, see: sh $0 -h" >&2
-        exit 2
-        ;;
-esac
+check_args "$@"
 
 URL=${URL:-$DEFAULT_URL}
 ARCHIVE=${ARCHIVE:-}
@@ -53,7 +41,7 @@ PYTHON=${PYTHON:-python3}
 FORCE=${FORCE:-0}
 
 if [ -n "$ARCHIVE" ]; then
-    [ -f "$ARCHIVE" ] || { echo "error: ARCHIVE '$ARCHIVE' is not a file" >&2; exit 2; }
+    [ -f "$ARCHIVE" ] || usage_error "ARCHIVE '$ARCHIVE' is not a file"
     case $ARCHIVE in /*) ;; *) ARCHIVE="$(pwd)/$ARCHIVE" ;; esac
 fi
 cd "$(dirname "$0")/.." || die "cannot enter the repository root"

@@ -29,21 +29,11 @@
 # Exit status: 0 all runs finished (or DRY_RUN), 1 a run failed or a teacher was not found, 2 bad usage.
 set -u
 
-case ${1:-} in
-    -h | --help)
-        sed -n '2,/^[^#]/{/^#/s/^# \{0,1\}//p;}' "$0"
-        exit 0
-        ;;
-    '') ;;
-    *)
-        echo "error: unknown argument '$1'; configure by environment variables, see: sh $0 -h" >&2
-        exit 2
-        ;;
-esac
-
-cd "$(dirname "$0")/.." || { echo "error: cannot enter the repository root" >&2; exit 2; }
-PY=${PYTHON:-$(command -v python3 || command -v python)}
-[ -n "$PY" ] || { echo "error: no python on PATH; set PYTHON" >&2; exit 2; }
+# Usage handling, errors and the dry-run / logged-run helpers are shared with the other scripts.
+. "$(dirname "$0")/lib/common.sh" || exit 2
+check_args "$@"
+enter_repo_root
+find_python
 PAIRS=$(printf '%s' "${PAIRS:-resnet56:resnet20}" | tr ',' ' ')
 FEW_RATIOS=$(printf '%s' "${FEW_RATIOS:-0.25 0.5 0.70}" | tr ',' ' ')
 TRIALS=${TRIALS:-}
@@ -57,29 +47,22 @@ DRY_RUN=${DRY_RUN:-0}
 
 case $TRIALS in
     '') ;;
-    *[!0-9]* | 0) echo "error: TRIALS must be a positive whole number, got '$TRIALS'" >&2; exit 2 ;;
+    *[!0-9]* | 0) usage_error "TRIALS must be a positive whole number, got '$TRIALS'" ;;
 esac
 # shellcheck disable=SC2086  # words
 set -- $FEW_RATIOS
-[ $# -gt 0 ] || { echo "error: FEW_RATIOS is empty" >&2; exit 2; }
+[ $# -gt 0 ] || usage_error "FEW_RATIOS is empty"
 for ratio in "$@"; do
     case $ratio in
-        *[!0-9.]* | *.*.* | . | '') echo "error: FEW_RATIOS takes fractions like 0.25, got '$ratio'" >&2; exit 2 ;;
+        *[!0-9.]* | *.*.* | . | '') usage_error "FEW_RATIOS takes fractions like 0.25, got '$ratio'" ;;
     esac
 done
 for pair in $PAIRS; do
     case $pair in
         ?*:?*) ;;
-        *) echo "error: PAIRS takes teacher:student pairs, got '$pair'" >&2; exit 2 ;;
+        *) usage_error "PAIRS takes teacher:student pairs, got '$pair'" ;;
     esac
 done
-
-quote() {  # one shell word, quoted when it needs to be
-    case $1 in
-        '' | *[!A-Za-z0-9_./:=,+@%-]*) printf "'%s'" "$(printf '%s' "$1" | sed "s/'/'\\\\''/g")" ;;
-        *) printf '%s' "$1" ;;
-    esac
-}
 
 find_teacher() {  # the checkpoint run_distill.sh would use for teacher $1, or a one-line error (exit 1/2)
     "$PY" - "$1" "$SAVE_T" "$SAVE_DIR" "$TEACHER_LAYOUT" <<'EOF'
@@ -128,26 +111,15 @@ for pair in $PAIRS; do
                 --few-ratio "$ratio" --trial "$trial" --resume auto
             runs=$((runs + 1))
             if [ "$DRY_RUN" = 1 ]; then
-                line=$(quote "$PY")
-                for word in "$@"; do line="$line $(quote "$word")"; done
-                echo "$line${EXTRA_ARGS:+ $EXTRA_ARGS}"
+                show_command "$@"
                 continue
             fi
-            log="$LOG_DIR/${teacher}_${student}/packd_few_${ratio}_trial_${trial}.log"
-            mkdir -p "$(dirname "$log")" || exit 1
-            status=$(mktemp) || exit 1
-            # shellcheck disable=SC2086  # EXTRA_ARGS are words
-            { "$PY" "$@" $EXTRA_ARGS 2>&1; echo $? > "$status"; } | tee "$log"
-            rc=$(cat "$status")
-            rm -f "$status"
-            if [ "$rc" != 0 ]; then
-                echo "FAILED (exit $rc): $teacher -> $student, --few-ratio $ratio --trial $trial; log: $log" >&2
-                failed=$((failed + 1))
-            fi
+            run_logged "$LOG_DIR/${teacher}_${student}/packd_few_${ratio}_trial_${trial}.log" \
+                "$teacher -> $student, --few-ratio $ratio --trial $trial" "$@" || failed=$((failed + 1))
         done
         i=$((i + 1))
     done
 done
 [ "$DRY_RUN" = 1 ] && echo "dry run: $runs run(s)"
-[ "$failed" = 0 ] || { echo "error: $failed run(s) failed or had no teacher" >&2; exit 1; }
+[ "$failed" = 0 ] || die "$failed run(s) failed or had no teacher"
 exit 0
