@@ -20,32 +20,18 @@ schedule, which is ours. Here: `-r 1 -a 0 -b 2` and `--dist_beta 1 --dist_gamma 
 """
 import math
 
-import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from util.errors import UsageError
 
 from .base import Distiller
-from .KD import DistillKL
+from .KD import DistillKL, at_least_float32, standardize_logits  # noqa: F401  (standardize_logits: public here too)
 
 # Added to the product of the two norms in the authors' cosine similarity.
 PEARSON_EPS = 1e-8
-# Logit standardization's guard (sunshangquan/logit-standardization-KD, `normalize`).
-LOGIT_STAND_EPS = 1e-7
 # Temperature of the optional vanilla KD term (-a) when --kd_T is not given: RepDistiller's.
 KD_T_DEFAULT = 4.0
-
-
-def _at_least_float32(t):
-    """bf16/fp16 logits (--amp, --teacher_bf16) are scored in float32; float64 stays."""
-    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
-
-
-def standardize_logits(z):
-    """Logit standardization: each row (z - mean) / (1e-7 + std), unbiased std over the classes."""
-    z = _at_least_float32(z)
-    return (z - z.mean(dim=1, keepdim=True)) / (LOGIT_STAND_EPS + z.std(dim=1, keepdim=True))
 
 
 def pearson_relation_loss(a, b, eps=PEARSON_EPS):
@@ -73,8 +59,8 @@ class DISTLoss(nn.Module):
         self.tau = float(tau)
 
     def forward(self, logits_s, logits_t):
-        p_s = F.softmax(_at_least_float32(logits_s) / self.tau, dim=1)
-        p_t = F.softmax(_at_least_float32(logits_t) / self.tau, dim=1)
+        p_s = F.softmax(at_least_float32(logits_s) / self.tau, dim=1)
+        p_t = F.softmax(at_least_float32(logits_t) / self.tau, dim=1)
         inter = pearson_relation_loss(p_s, p_t)
         intra = pearson_relation_loss(p_s.t(), p_t.t())
         return self.tau ** 2 * (self.beta * inter + self.gamma * intra)
@@ -168,12 +154,10 @@ class DISTDistiller(Distiller):
 
     # -- steps ------------------------------------------------------------------------
     def forward_train(self, batch):
-        logits_s = self.student(batch.images)
-        terms = {"cls": self.gamma * F.cross_entropy(logits_s, batch.labels)}
-        if self.alpha == 0 and self.beta == 0:
+        logits_s, logits_t, terms = self.logits_and_ce(batch, self.alpha != 0 or self.beta != 0)
+        if logits_t is None:
             return logits_s, terms
-        logits_t = self.teacher_forward(batch.images)
-        z_s, z_t = _at_least_float32(logits_s), _at_least_float32(logits_t)
+        z_s, z_t = at_least_float32(logits_s), at_least_float32(logits_t)
         if self.logit_stand:
             z_s, z_t = standardize_logits(z_s), standardize_logits(z_t)
         if self.alpha != 0:

@@ -25,7 +25,8 @@ import torch.nn.functional as F
 
 from util.errors import UsageError
 
-from .KD import KD_T_DEFAULT, LS_DEFAULT, LS_SWEEP_VARIANTS, KDDistiller, standardize_logits, with_pair_recipe
+from .KD import (KD_T_DEFAULT, LS_DEFAULT, LS_SWEEP_VARIANTS, KDDistiller, at_least_float32, standardize_logits,
+                 with_pair_recipe)
 
 # mdistiller/engine/cfg.py (CFG.DKD).
 DKD_ALPHA = 1.0
@@ -78,10 +79,6 @@ GT_MASK_OFFSET = 1000.0
 NO_DEFAULT = "%(default).0s"
 
 
-def _at_least_float32(t):
-    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
-
-
 def dkd_loss(logits_student, logits_teacher, target, alpha, beta, temperature, logit_stand=False):
     """alpha * TCKD + beta * NCKD (without the warm-up factor), as the authors' `dkd_loss`.
 
@@ -92,8 +89,8 @@ def dkd_loss(logits_student, logits_teacher, target, alpha, beta, temperature, l
     The binary log-probabilities are taken in log space (log-sum-exp) where the authors take
     the log of summed probabilities: the same value, finite also when a softmax saturates.
     """
-    z_s = _at_least_float32(logits_student)  # bf16/fp16 (--amp, --teacher_bf16): scored in float32
-    z_t = _at_least_float32(logits_teacher)
+    z_s = at_least_float32(logits_student)  # bf16/fp16 (--amp, --teacher_bf16): scored in float32
+    z_t = at_least_float32(logits_teacher)
     if logit_stand:
         z_s, z_t = standardize_logits(z_s), standardize_logits(z_t)
     z_s, z_t = z_s / temperature, z_t / temperature
@@ -211,11 +208,7 @@ class DKDDistiller(KDDistiller):
 
     # -- steps ------------------------------------------------------------------------
     def forward_train(self, batch):
-        logits_s = self.student(batch.images)
-        terms = {"cls": self.gamma * F.cross_entropy(logits_s, batch.labels)}
-        if self.alpha == 0 and self.beta == 0:
-            return logits_s, terms
-        logits_t = self.teacher_forward(batch.images)
+        logits_s, logits_t, terms = self.logits_and_ce(batch, self.alpha != 0 or self.beta != 0)
         if self.alpha != 0:
             terms["div"] = self.alpha * self.criterion_div(logits_s, logits_t)
         if self.beta != 0:

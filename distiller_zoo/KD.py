@@ -52,12 +52,15 @@ LS_KD_RECIPE = {
 }
 
 
-def standardize_logits(z):
-    """Logit standardization: each row (z - mean) / (1e-7 + std), unbiased std over the classes.
+def at_least_float32(t):
+    """bf16/fp16 logits (--amp, --teacher_bf16) are scored in float32; float64 stays."""
+    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
 
-    bf16/fp16 logits (--amp, --teacher_bf16) are standardised in float32."""
-    if z.dtype in (torch.float16, torch.bfloat16):
-        z = z.float()
+
+def standardize_logits(z):
+    """Logit standardization: each row (z - mean) / (1e-7 + std), unbiased std over the classes,
+    in float32 at least."""
+    z = at_least_float32(z)
     return (z - z.mean(dim=1, keepdim=True)) / (LOGIT_STAND_EPS + z.std(dim=1, keepdim=True))
 
 
@@ -232,18 +235,19 @@ class KDDistiller(Distiller):
         """The method's own (unweighted) loss on student / teacher features."""
         raise NotImplementedError
 
+    def features(self, images):
+        """(feats_s, logits_s, feats_t, logits_t) for the feature term: both sides with `preact`."""
+        feats_s, logits_s = self.student(images, is_feat=True, preact=self.preact)
+        feats_t, logits_t = self.teacher_forward(images, is_feat=True, preact=self.preact)
+        return feats_s, logits_s, feats_t, logits_t
+
     def forward_train(self, batch):
-        images = batch.images
         use_features = self.has_method_loss and self.beta != 0
-        feats_s = feats_t = logits_t = None
         if use_features:
-            feats_s, logits_s = self.student(images, is_feat=True, preact=self.preact)
-            feats_t, logits_t = self.teacher_forward(images, is_feat=True, preact=self.preact)
+            feats_s, logits_s, feats_t, logits_t = self.features(batch.images)
+            terms = {"cls": self.gamma * F.cross_entropy(logits_s, batch.labels)}
         else:
-            logits_s = self.student(images)
-            if self.alpha != 0:
-                logits_t = self.teacher_forward(images)
-        terms = {"cls": self.gamma * F.cross_entropy(logits_s, batch.labels)}
+            logits_s, logits_t, terms = self.logits_and_ce(batch, self.alpha != 0)
         if self.alpha != 0:
             terms["div"] = self.alpha * self.criterion_div(logits_s, logits_t)
         if use_features:

@@ -249,21 +249,14 @@ class ReviewKDDistiller(KDDistiller):
             outs.append(out)
         return outs[::-1]
 
-    def forward_train(self, batch):
-        images = batch.images
-        use_features = self.beta != 0
-        logits_t = None
-        if use_features:
-            feats_s, logits_s = self.student(images, is_feat=True, preact=self.stu_preact)
-            feats_t, logits_t = self.teacher_forward(images, is_feat=True, preact=True)
-        else:
-            logits_s = self.student(images)
-            if self.alpha != 0:
-                logits_t = self.teacher_forward(images)
-        terms = {"cls": self.gamma * F.cross_entropy(logits_s, batch.labels)}
-        if self.alpha != 0:
-            terms["div"] = self.alpha * self.criterion_div(logits_s, logits_t)
-        if use_features:
-            targets = [_as_map(f) for f in feats_t[1:]]
-            terms["kd"] = (self.beta * self.warmup_factor()) * hcl_loss(self.review(feats_s), targets)
-        return logits_s, terms
+    def features(self, images):
+        """The student's features post-activation (unless --reviewkd_stu_preact), the teacher's
+        pre-activation, as mdistiller's ReviewKD."""
+        feats_s, logits_s = self.student(images, is_feat=True, preact=self.stu_preact)
+        feats_t, logits_t = self.teacher_forward(images, is_feat=True, preact=True)
+        return feats_s, logits_s, feats_t, logits_t
+
+    def method_loss(self, feats_s, feats_t):
+        """Warm-up x HCL between the chain's outputs and the teacher's features after the stem."""
+        targets = [_as_map(f) for f in feats_t[1:]]
+        return self.warmup_factor() * hcl_loss(self.review(feats_s), targets)

@@ -159,8 +159,15 @@ class Distiller(nn.Module):
 
     def forward_train(self, batch):
         """-> (student logits for batch.images, {term name: weighted loss})."""
-        logits = self.student(batch.images)
-        return logits, {"cls": self.gamma * F.cross_entropy(logits, batch.labels)}
+        logits, _, terms = self.logits_and_ce(batch, teacher_needed=False)
+        return logits, terms
+
+    def logits_and_ce(self, batch, teacher_needed):
+        """(student logits, teacher logits or None, {"cls": CE term}): the teacher runs only when
+        `teacher_needed`, so a logit method with zero weights costs one student forward."""
+        logits_s = self.student(batch.images)
+        logits_t = self.teacher_forward(batch.images) if teacher_needed else None
+        return logits_s, logits_t, {"cls": self.gamma * F.cross_entropy(logits_s, batch.labels)}
 
     def forward(self, x):
         """Evaluation: the student's logits."""
