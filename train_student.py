@@ -3,7 +3,7 @@
     python train_student.py --path_t ./save/models/resnet32x4_vanilla/ckpt_epoch_240.pth \
         --distill crd --model_s resnet8x4 -a 0 -b 0.8 --trial 1
 """
-from helper.options import Parser, add_training_arguments, finalize_training_arguments
+from helper.options import Parser, add_training_arguments, check_model_name, finalize_training_arguments
 from helper.trainer import run_guarded
 from util.errors import UsageError
 
@@ -35,35 +35,26 @@ def parse_args(argv=None):
     if method is None:
         raise UsageError(f"unknown --distill '{opt.distill}'; valid methods: {', '.join(METHODS)}")
     opt.distill = method.name
-    models_here = imagenet_model_dict if opt.dataset == "imagenet" else model_dict
-    if opt.model_s is None:
-        opt.model_s = "resnet18_imagenet" if opt.dataset == "imagenet" else "resnet8"
-    if opt.model_s not in models_here:
-        raise UsageError(f"unknown --model_s '{opt.model_s}' for --dataset {opt.dataset}; valid names: "
-                         f"{', '.join(models_here)}")
+    check_model_name(opt, "model_s", cifar_default="resnet8")
     method.finalize_options(opt)
     return finalize_training_arguments(opt, opt.model_s)
 
 
 def main(argv=None):
-    from dataset import data_is_generated, load_data, make_loaders, num_classes
+    from dataset import data_is_generated, make_loaders, num_classes
     from distiller_zoo import METHODS, flags_without_effect, speed_flags
     from distiller_zoo.base import resolve_weights
-    from helper import distributed
-    from util.malloc import keep_freed_memory
     from helper.loops import evaluate
     from helper.model_setup import prepare_model
     from helper.run_folder import student_folder, student_identity
+    from helper.run_start import read_data, start_processes, warn_if_generated
     from helper.teacher import load_teacher, weights_fingerprint
     from helper.trainer import Trainer, check_run_folder
-    from helper.util import resolve_device, seed_everything
+    from helper.util import seed_everything
     from models import build_model
 
     opt = parse_args(argv)
-    procs, device = distributed.start(resolve_device(opt.device), opt.dist_timeout)
-    if device.type == "cpu":
-        keep_freed_memory()  # glibc: keep freed activation memory in the process (~25% faster steps)
-    say = print if procs.is_main else (lambda *a, **k: None)  # rank 0 alone prints
+    procs, device, say = start_processes(opt)
     for flag, reason in flags_without_effect(opt).items():
         say(f"note: {flag} is accepted for the PACKD authors' commands but has no effect: {reason}")
     method = METHODS[opt.distill]
@@ -80,11 +71,7 @@ def main(argv=None):
     resume_path = check_run_folder(run_dir, opt, identity, log=say)
     opt.teacher_weights = teacher_weights  # methods that cache teacher-derived state key it by this
     seed_everything(opt.seed, opt.deterministic)
-    if not procs.is_main:
-        distributed.barrier()  # rank 0 reads first: it alone downloads or generates the data
-    data = load_data(opt)
-    if procs.is_main:
-        distributed.barrier()
+    data = read_data(opt, procs)
     train_loader, test_loader = make_loaders(opt, data, device, method.needs_for(opt), procs.rank, procs.world_size)
     opt.n_data = train_loader.num_samples
     opt.steps_per_epoch = len(train_loader)
@@ -95,9 +82,7 @@ def main(argv=None):
     distiller = method(student, teacher, opt).to(device)
     say(f"distilling {opt.model_t} -> {opt.model_s} with {method.title()}: loss = {distiller.describe_loss()} "
           f"(each term logged as loss_<name>, already weighted)")
-    if opt.generated_data:
-        say(f"WARNING: '{opt.data_folder}' holds a GENERATED data set, not CIFAR-100: for trying the code only; "
-              f"the run records generated_data=true")
+    warn_if_generated(opt, say)
     where = f"{procs.world_size} processes (global batch {opt.batch_size})" if procs.distributed else "device"
     say(f"{opt.n_data} training images, {len(train_loader)} steps per epoch, {where} {device}; run folder '{run_dir}'")
     run_info = {**vars(opt), "kind": "student", "teacher_acc": teacher_acc, "device": str(device),

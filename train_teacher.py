@@ -2,9 +2,8 @@
 
     python train_teacher.py --model resnet32x4
 """
-from helper.options import Parser, add_training_arguments, finalize_training_arguments
+from helper.options import Parser, add_training_arguments, check_model_name, finalize_training_arguments
 from helper.trainer import run_guarded
-from util.errors import UsageError
 
 
 def parse_args(argv=None):
@@ -16,41 +15,28 @@ def parse_args(argv=None):
     p.add_argument("-t", "--trial", type=int, default=0, help="experiment id (part of the run folder; default seed)")
     add_training_arguments(p, compile_help="torch.compile the model")
     opt = p.parse_args(argv)
-    models_here = imagenet_model_dict if opt.dataset == "imagenet" else model_dict
-    if opt.model is None:
-        opt.model = "resnet18_imagenet" if opt.dataset == "imagenet" else "resnet110"
-    if opt.model not in models_here:
-        raise UsageError(f"unknown --model '{opt.model}' for --dataset {opt.dataset}; valid names: "
-                         f"{', '.join(models_here)}")
+    check_model_name(opt, "model", cifar_default="resnet110")
     return finalize_training_arguments(opt, opt.model)
 
 
 def main(argv=None):
-    from dataset import data_is_generated, load_data, make_loaders, num_classes
+    from dataset import data_is_generated, make_loaders, num_classes
     from distiller_zoo.base import Distiller
-    from helper import distributed
-    from util.malloc import keep_freed_memory
     from helper.model_setup import prepare_model
     from helper.run_folder import teacher_folder, teacher_identity
+    from helper.run_start import read_data, start_processes, warn_if_generated
     from helper.trainer import Trainer, check_run_folder
-    from helper.util import resolve_device, seed_everything
+    from helper.util import seed_everything
     from models import build_model
 
     opt = parse_args(argv)
-    procs, device = distributed.start(resolve_device(opt.device), opt.dist_timeout)
-    if device.type == "cpu":
-        keep_freed_memory()  # glibc: keep freed activation memory in the process (~25% faster steps)
-    say = print if procs.is_main else (lambda *a, **k: None)  # rank 0 alone prints
+    procs, device, say = start_processes(opt)
     opt.generated_data = data_is_generated(opt)
     run_dir = teacher_folder(opt)
     identity = teacher_identity(opt)
     resume_path = check_run_folder(run_dir, opt, identity, log=say)
     seed_everything(opt.seed, opt.deterministic)
-    if not procs.is_main:
-        distributed.barrier()  # rank 0 reads first: it alone downloads or generates the data
-    data = load_data(opt)
-    if procs.is_main:
-        distributed.barrier()
+    data = read_data(opt, procs)
     opt.n_data = len(data["train"][1]) if not isinstance(data["train"], list) else len(data["train"])
     train_loader, test_loader = make_loaders(opt, data, device, rank=procs.rank, world_size=procs.world_size)
     opt.num_classes = num_classes(opt)
@@ -58,9 +44,7 @@ def main(argv=None):
     distiller = Distiller(model, None, opt).to(device)
     run_info = {**vars(opt), "kind": "teacher", "model": opt.model, "epochs": opt.epochs, "device": str(device),
                 "identity": identity, "world_size": procs.world_size}
-    if opt.generated_data:
-        say(f"WARNING: '{opt.data_folder}' holds a GENERATED data set, not CIFAR-100: for trying the code only; "
-              f"the run records generated_data=true")
+    warn_if_generated(opt, say)
     where = f"{procs.world_size} processes, global batch {opt.batch_size}, " if procs.distributed else ""
     say(f"training {opt.model} on {opt.dataset} ({opt.n_data} images) on {where}{device}; run folder '{run_dir}'")
     trainer = Trainer(opt, distiller, train_loader, test_loader, run_dir, opt.model, identity, run_info, device,

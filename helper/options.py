@@ -118,6 +118,19 @@ def recipe_of(dataset):
     return RECIPES["imagenet" if dataset == "imagenet" else "cifar100"]
 
 
+def check_model_name(opt, dest, cifar_default):
+    """Fill `opt.<dest>` with the data set's default model when not given (ImageNet: resnet18_imagenet)
+    and refuse a name that is not a model of that data set."""
+    from models import imagenet_model_dict, model_dict
+    imagenet = opt.dataset == "imagenet"
+    models_here = imagenet_model_dict if imagenet else model_dict
+    if getattr(opt, dest) is None:
+        setattr(opt, dest, "resnet18_imagenet" if imagenet else cifar_default)
+    if getattr(opt, dest) not in models_here:
+        raise UsageError(f"unknown --{dest} '{getattr(opt, dest)}' for --dataset {opt.dataset}; valid names: "
+                         f"{', '.join(models_here)}")
+
+
 def finalize_training_arguments(opt, model_for_lr):
     """Validate and derive; raises UsageError before anything is written."""
     for name, value in recipe_of(opt.dataset).items():
