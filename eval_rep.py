@@ -26,7 +26,6 @@ backbone's forward in every step (it cannot change: frozen, eval mode).
 Writes `save/transfer/<dataset>_<student run>[_<checkpoint>]_<trial>/` with run.json,
 metrics.jsonl, summary.json (last and best top-1) and the probe's weights.
 """
-import json
 import math
 import os
 import sys
@@ -37,6 +36,7 @@ import torch.nn.functional as F
 
 from helper.options import Parser
 from helper.trainer import run_guarded
+from util.atomic import read_json_object
 from util.errors import UsageError
 
 # ------------------------------------------------------------------------------------------
@@ -155,21 +155,12 @@ class Student:
         self.run_name, self.tag, self.run_info = run_name, tag, run_info
 
 
-def _read_json(path):
-    try:
-        with open(path) as fh:
-            value = json.load(fh)
-    except (OSError, ValueError):
-        return {}
-    return value if isinstance(value, dict) else {}
-
-
 def resolve_student_path(path, which="best"):
     """The checkpoint file `--path_s` means: a file as is; a run folder its `<model>_<which>.pth`."""
     import glob
     if not os.path.isdir(path):
         return path
-    info = _read_json(os.path.join(path, "run.json"))
+    info = read_json_object(os.path.join(path, "run.json"))
     model = info.get("model_s") if info.get("kind") == "student" else info.get("model")
     if isinstance(model, str) and os.path.isfile(os.path.join(path, f"{model}_{which}.pth")):
         return os.path.join(path, f"{model}_{which}.pth")
@@ -271,7 +262,7 @@ def load_student(opt):
 
 def _student_run_info(run_dir):
     """What the student's own run.json says about it (method, teacher, trial ...), for summaries."""
-    info = _read_json(os.path.join(run_dir, "run.json"))
+    info = read_json_object(os.path.join(run_dir, "run.json"))
     keys = ("kind", "model_s", "model_t", "model", "distill", "trial", "gamma", "alpha", "beta", "few_ratio",
             "epochs", "dataset", "generated_data", "identity", "path_t")
     return {k: info[k] for k in keys if k in info}
@@ -495,12 +486,12 @@ def check_transfer_folder(run_dir, identity, overwrite, log=print):
     summary_path = os.path.join(run_dir, "summary.json")
     if overwrite or not os.path.isfile(summary_path):
         return None
-    theirs = _read_json(os.path.join(run_dir, "run.json")).get("identity") or {}
+    theirs = read_json_object(os.path.join(run_dir, "run.json")).get("identity") or {}
     differences = identity_differences(theirs, identity)
     if differences:
         raise UsageError(f"'{run_dir}' holds a finished probe of other settings ({describe_differences(differences)}); "
                          f"use --overwrite to evaluate this folder again, or another --trial")
-    summary = _read_json(summary_path)
+    summary = read_json_object(summary_path)
     log(f"already finished: this probe of the same settings ended with test top-1 {summary.get('last_acc')} "
         f"(best {summary.get('best_acc')}); run folder '{run_dir}' (nothing rewritten; --overwrite evaluates again)")
     return summary

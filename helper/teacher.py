@@ -7,13 +7,13 @@ name, else from --model_t. `--path_t` may also name a run folder (`resolve_teach
 the sweep finds a teacher by model name with `find_teacher`.
 """
 import glob
-import json
 import math
 import os
 
 import torch
 
 from helper.checkpoint import load_checkpoint
+from util.atomic import read_json_object
 from util.errors import UsageError
 from util.fingerprint import state_fingerprint
 
@@ -139,7 +139,7 @@ def _finished_run_checkpoint(run_dir):
     The model comes from run.json (`model`, what train_teacher.py records); without it the
     folder's single `*_last.pth` is taken. Several and no run.json would be a guess.
     """
-    model = _read_json(os.path.join(run_dir, "run.json")).get("model")
+    model = read_json_object(os.path.join(run_dir, "run.json")).get("model")
     if isinstance(model, str) and model:
         last = os.path.join(run_dir, f"{model}_last.pth")
         if os.path.isfile(last):
@@ -151,16 +151,6 @@ def _finished_run_checkpoint(run_dir):
         names = ", ".join(os.path.basename(f) for f in found)
         return None, f" (it holds several *_last.pth: {names}, and no run.json naming the model)"
     return None, ""
-
-
-def _read_json(path):
-    """A JSON object from `path`, or {} when it is missing or not one (nothing to learn from it)."""
-    try:
-        with open(path) as fh:
-            value = json.load(fh)
-    except (OSError, ValueError):
-        return {}
-    return value if isinstance(value, dict) else {}
 
 
 # ---------------------------------------------------------------------------------------
@@ -231,7 +221,7 @@ def recorded_accuracy(path):
             value = _as_number(ckpt.get(key))
             if value is not None:
                 return value, f"the checkpoint's '{key}'"
-    value = _as_number(_read_json(os.path.join(os.path.dirname(path), SUMMARY)).get("last_acc"))
+    value = _as_number(read_json_object(os.path.join(os.path.dirname(path), SUMMARY)).get("last_acc"))
     if value is not None:
         return value, f"{SUMMARY} 'last_acc'"
     return None, None

@@ -66,6 +66,17 @@ def atomic_write_json(obj, path):
     _atomic_write(path, ".json", "w", write)
 
 
+def read_json_object(path):
+    """The JSON object in `path`, or {} when the file is missing, unreadable or not an object
+    (run.json / summary.json that a reader can do without)."""
+    try:
+        with open(path) as fh:
+            value = json.load(fh)
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
 def atomic_write_text(text, path):
     """A text file, all or nothing."""
     _atomic_write(path, ".txt", "w", lambda fh: fh.write(text))
