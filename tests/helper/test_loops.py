@@ -207,3 +207,32 @@ def test_cuda_graph_steps_are_marked_once_per_step(monkeypatch):
     opt.compile_mode = "default"
     assert not uses_cuda_graphs(opt)
     assert not uses_cuda_graphs(argparse.Namespace(compile=False, compile_mode="reduce-overhead"))
+
+
+# ---------------------------------------------------------------------------------- progress bar
+def test_progress_bar_moves_every_step_and_reads_back_only_at_print_intervals(monkeypatch, capsys):
+    """The count is known on the host and moves each step; the loss/top-1 shown need a read of
+    the device's sums, done only every print_freq steps and at the epoch's end."""
+    from helper.run_log import Progress
+    distiller, loader, optimizer = make(batch_size=4)  # 24 images: 6 steps
+    reads = []
+    original_running = EpochStats.running
+    monkeypatch.setattr(EpochStats, "running", lambda self: reads.append(self.steps) or original_running(self))
+    progress = Progress(len(loader), "epoch 1")
+    seen = []  # the bar's count when each batch is asked for: the steps done so far
+
+    class Watched:
+        def __len__(self):
+            return len(loader)
+
+        def iterate(self, skip=0):
+            for batch in loader.iterate(skip):
+                seen.append(progress.bar.n)
+                yield batch
+
+    train_epoch(distiller, Watched(), optimizer, 1, torch.device("cpu"), print_freq=4, progress=progress)
+    assert seen == [0, 1, 2, 3, 4, 5] and progress.bar.n == 6
+    assert reads == [4, 6]  # after step 4 (print_freq) and the last step
+    assert "loss=" in progress.bar.postfix and "acc=" in progress.bar.postfix
+    progress.close()
+    assert "epoch 1" in capsys.readouterr().err
