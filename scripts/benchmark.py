@@ -25,6 +25,19 @@ counted. On the CPU glibc's malloc is tuned as the training scripts tune it
 (`util.malloc`; `--no_malloc_tuning` keeps the defaults). With --json the last line of
 stdout is one JSON object with everything.
 
+ImageNet: `--dataset imagenet` times the same on JPEGs (scripts/bench/imagenet.py), read as
+`train_student.py --dataset imagenet` reads them: from an ImageNet-layout --data_folder, or
+from a generated set of --image_size JPEGs (375x500 by default; --n_data, --n_test and
+--generated_classes size it, by default to hold every timed window) written once into a
+temporary folder and deleted (every line and field says it is generated, never ImageNet).
+Models resnet34_imagenet -> resnet18_imagenet by default (1000 classes), --loader torch, dali
+or auto (train_student.py's default), the run projected for ImageNet-1k's 1,281,167 images
+and 100 epochs; the data path alone: the training loader, the DataLoader path at each
+--data_workers count and DALI at as many threads (a line says why when it is skipped).
+
+    python scripts/benchmark.py --dataset imagenet --data_only --loader torch --num_workers 2 \
+        --data_workers 0,2 --batch_size 64 --steps 20 --warmup 3 --repeats 3 --device cpu --threads 1
+
 Several processes: `torchrun --nproc_per_node N scripts/benchmark.py ...` (or `python -m
 torch.distributed.run --standalone ...`) times the same step as `torchrun ... train_student.py`:
 --batch_size is the global batch, each rank takes its slice, the step is wrapped in DDP as

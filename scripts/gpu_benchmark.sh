@@ -25,6 +25,16 @@
 #   then variants: fp32 kd r32x4, crd r56 (with its data path), crd r32x4, packd (levers);
 #   the CUDA-graph smoke run; kd --compile default mode; kd and packd resnet32x4 -> resnet8x4
 #   with --teacher_bf16 --channels_last (student in float32)
+#   ImageNet (--dataset imagenet, on a GENERATED set: 375x500 JPEGs in the ImageNet layout, never
+#   real ImageNet): the first row writes the set once into the job's temporary folder, split over
+#   the cores (sized by scripts/benchmark.py for the rows below: 13,056 JPEGs on a 16-core machine
+#   at the defaults, ~10 ms each on one core, so ~10 s; 2,112 took 9.7 s on this project's 2-core
+#   CPU), then imagenet_data: the data path alone, DataLoader workers (decode + crop) at 8 and
+#   nproc workers and DALI (nvJPEG) at as many threads, or a line saying why DALI was skipped;
+#   and kd resnet34_imagenet -> resnet18_imagenet --amp --channels_last at the recipe's batch 256
+#   (loader auto: DALI when installed, else 8 DataLoader workers), projected for ImageNet-1k's
+#   1,281,167 images and 100 epochs. IMAGENET_STEPS timed steps (default 24) after
+#   IMAGENET_WARMUP (default 8): whole waves of the 8 workers' batches; about a minute in all
 #   last (a DEADLINE cut drops them first): kd resnet56 -> resnet20 --amp --channels_last under
 #   torchrun with 1, 2, 4 and 8 GPUs (one process each, DDP as in training): the recipe's
 #   global batch of 64 (strong scaling: kd_r56_r20_amp_cl_ddpN), then 64 per GPU (weak
@@ -40,12 +50,13 @@
 # Environment: PYTHON (default python), STEPS (timed steps per row, default 200),
 # WARMUP (default 30), DEADLINE (seconds for all rows, default 420; a row gets at most
 # the time left, rows after the deadline are skipped), COMPILE (0: no --compile row),
-# DDP_ONLY (1: only the torchrun rows, e.g. on a machine with 8 GPUs), GPUS (the GPUs the
+# DDP_ONLY (1: only the torchrun rows, e.g. on a machine with 8 GPUs), IMAGENET_ONLY (1: only
+# the ImageNet rows), IMAGENET_STEPS, IMAGENET_WARMUP, GPUS (the GPUs the
 # torchrun rows may use; default all that torch sees, on DEVICE=cpu the CPU cores: there a
 # "GPU" is a gloo process), DEVICE (default cuda) and BENCH_ARGS (appended to every run,
 # split on spaces) for a smoke test elsewhere, e.g.
-#   DEVICE=cpu COMPILE=0 STEPS=2 WARMUP=1 BENCH_ARGS="--n_data 512 --n_test 64
-#   --batch_size 16 --nce_k 32 --threads 1 --data_workers 0" sh scripts/gpu_benchmark.sh /tmp/x.jsonl
+#   DEVICE=cpu COMPILE=0 STEPS=2 WARMUP=1 IMAGENET_STEPS=1 IMAGENET_WARMUP=1 BENCH_ARGS="--n_data 512
+#   --n_test 64 --batch_size 16 --nce_k 32 --threads 1 --data_workers 0" sh scripts/gpu_benchmark.sh /tmp/x.jsonl
 set -u
 set -f
 
@@ -64,9 +75,12 @@ COMPILE=${COMPILE:-1}
 DEVICE=${DEVICE:-cuda}
 BENCH_ARGS=${BENCH_ARGS:-}
 DDP_ONLY=${DDP_ONLY:-0}
+IMAGENET_ONLY=${IMAGENET_ONLY:-0}
+IMAGENET_STEPS=${IMAGENET_STEPS:-24}
+IMAGENET_WARMUP=${IMAGENET_WARMUP:-8}
 GPUS=${GPUS:-}
 # The lines of scripts/benchmark.py's output shown under each row (scripts/bench/report.py).
-SHOWN='^(training step|scaling|processes|forward-only|epoch|projected|data path|host syncs|negative|memory-bank|sinkhorn|levers|peak|malloc)'
+SHOWN='^(training step|scaling|processes|forward-only|epoch|projected|data path|data:|generated data|host syncs|negative|memory-bank|sinkhorn|levers|peak|malloc)'
 
 : >"$OUT" || { echo "error: cannot write '$OUT'" >&2; exit 2; }
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/gpu_bench.XXXXXX") || exit 2
@@ -228,8 +242,8 @@ ddp_row() {
     fi
 }
 
-# Everything but the torchrun rows (DDP_ONLY=1 skips to those).
-if [ "$DDP_ONLY" != 1 ]; then
+# Everything but the ImageNet and torchrun rows (DDP_ONLY=1 or IMAGENET_ONLY=1 skips them).
+if [ "$DDP_ONLY" != 1 ] && [ "$IMAGENET_ONLY" != 1 ]; then
 smoke_dir="$tmp/smoke"
 smoke_teacher="$smoke_dir/save/models/resnet8_cifar100_lr_0.05_decay_0.0005_trial_0/resnet8_last.pth"
 smoke smoke_teacher 60 train_teacher.py --model resnet8 --epochs 1 --generate_data \
@@ -278,7 +292,22 @@ row packd_r32x4_r8x4_tbf16_cl 60 --distill packd --model_t resnet32x4 --model_s 
     --nce_k 16384 --teacher_bf16 --channels_last --pretrain_steps 50 --skip_data_path
 fi
 
+# ImageNet on a generated set, written by the first row (its --generate_data) into $tmp/imagenet and
+# read by the second; the data-path row's flags size the set for both rows.
+if [ "$DDP_ONLY" != 1 ]; then
+    IMAGENET_ARGS="--dataset imagenet --data_folder $tmp/imagenet --batch_size 256 --steps $IMAGENET_STEPS
+        --warmup $IMAGENET_WARMUP --eval_steps 2"
+    cores=$(nproc)
+    workers=8
+    [ "$cores" != 8 ] && workers="8,$cores"
+    # shellcheck disable=SC2086
+    row imagenet_data 120 $IMAGENET_ARGS --generate_data --data_only --data_workers "$workers"
+    # shellcheck disable=SC2086
+    row imagenet_kd_r34_r18_amp_cl 120 $IMAGENET_ARGS --distill kd --amp --channels_last --skip_data_path
+fi
+
 # Last: the torchrun rows (1/2/4/8 GPUs), the recipe's global batch 64, then 64 per GPU.
+if [ "$IMAGENET_ONLY" != 1 ]; then
 DDP_ARGS="--distill kd --model_t resnet56 --model_s resnet20 --amp --channels_last --skip_data_path"
 # shellcheck disable=SC2086
 ddp_row 1 kd_r56_r20_amp_cl_ddp1 90 $DDP_ARGS --batch_size 64
@@ -291,12 +320,13 @@ for n in 2 4 8; do
     # shellcheck disable=SC2086
     ddp_row "$n" "kd_r56_r20_amp_cl_ddp${n}_b64x$n" 90 $DDP_ARGS --batch_size $((64 * n))
 done
+fi
 
 echo "rows took $(($(date +%s) - start))s; JSON lines in $OUT"
 $PYTHON - "$OUT" <<'EOF'
 import json, sys
 rows = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
-print(f"{'row':34} {'ms/step':>8} {'img/s':>8} {'240-ep run':>11} {'+pretrain':>10} {'peak MiB':>9}")
+print(f"{'row':34} {'ms/step':>8} {'img/s':>8} {'run (epochs)':>15} {'+pretrain':>10} {'peak MiB':>9}")
 groups = {}
 for r in rows:
     if r.get("failed"):
@@ -312,8 +342,12 @@ for r in rows:
     if "_concurrent_" in label:
         groups.setdefault(label.split("_job_")[0], []).append(r)
         continue
-    print(f"{label:34} {r['ms_per_step']:8.2f} {r['images_per_s']:8.0f} {r['projected_run_s'] / 60:9.2f}m "
-          f"{r['projected_run_with_pretrain_s'] / 60:9.2f}m {r['peak_memory_bytes'] / 2 ** 20:9.0f}")
+    if "projected_run_s" not in r:  # --data_only: ms per batch of the training loader alone
+        print(f"{label:34} {r['ms_per_step']:8.2f} {r['images_per_s']:8.0f} {'data path only':>26} "
+              f"{r['peak_memory_bytes'] / 2 ** 20:9.0f}")
+        continue
+    print(f"{label:34} {r['ms_per_step']:8.2f} {r['images_per_s']:8.0f} {r['projected_run_s'] / 60:8.2f}m "
+          f"({r['epochs']:3}) {r['projected_run_with_pretrain_s'] / 60:9.2f}m {r['peak_memory_bytes'] / 2 ** 20:9.0f}")
 for name, jobs in groups.items():
     start = max(j["timed_start_unix"] for j in jobs)
     end = min(j["timed_end_unix"] for j in jobs)

@@ -2,6 +2,9 @@
 
     options    the flags, and train_student.py's options for them (every default the real one)
     data       synthetic CIFAR-100-shaped data, and a loader cut to an epoch's first batches
+    cifar      the default rows' data source: that synthetic set through dataset.make_loaders
+    imagenet   --dataset imagenet's data source: a JPEG folder or a generated set, its options
+    imagenet_data_path  the ImageNet data path alone: DataLoader workers vs DALI
     timing     clocks: CUDA events / perf_counter, CPU-seconds, peak memory, host syncs, barrier
     data_path  the loaders alone (device augmentation vs DataLoader workers)
     steps      real training steps, the forward-only epoch, evaluation, the pre-training

@@ -9,6 +9,9 @@ since a loader that is fast only because it keeps more cores busy is not cheaper
 from .data import FirstSteps
 from .timing import CpuMeter, synchronize, timed
 
+# At most this many untimed batches before a data-path timing (--warmup if smaller, at least 1).
+MAX_DATA_PATH_WARMUP = 5
+
 
 def time_loader(loader, steps, warmup, device, repeats=1):
     """Batches of `loader` alone: images/s and images per CPU-second (workers included);
@@ -34,13 +37,18 @@ def time_loader(loader, steps, warmup, device, repeats=1):
             "images_per_cpu_s": images / max(cpu.seconds, 1e-9), "worker_cpu_measured": cpu.measured_children}
 
 
+def data_path_warmup(args):
+    """Untimed batches before each data-path timing: enough to start workers and warm caches."""
+    return max(1, min(args.warmup, MAX_DATA_PATH_WARMUP))
+
+
 def time_data_path(args, opt, data, device, train_loader, needs):
     """{row name: timing}: "device_plain", the training loader with the method's needs
     ("device_method" or "torch_method", when it needs anything), "torch_workers_<n>" per
     --data_workers, and "device_vs_dataloader_per_core"."""
     from dataset import DeviceLoader, TorchLoader
     steps = args.data_steps or args.steps
-    warmup = max(1, min(args.warmup, 5))
+    warmup = data_path_warmup(args)
     x, y = data["train"]
     out = {"batch_size": opt.batch_size, "batches": steps}
     plain = DeviceLoader(x, y, opt.batch_size, train=True, device=device, seed=opt.seed)

@@ -3,13 +3,22 @@
 The benchmark owns only what a training run has no flag for (steps, repeats, synthetic
 sizes, what to time). Everything else goes through train_student.py's own parser, so
 every default is the real one and each method's own flags (`--nce_k`, `--mixup_num`,
-`-b 0.8`, a new method's) pass through without being listed here.
+`-b 0.8`, a new method's) pass through without being listed here. The defaults that
+differ per data set (models, loader, sizes) are filled here for CIFAR-100 and in
+`imagenet.py` for `--dataset imagenet`.
 """
 import argparse
 
 from util.errors import UsageError
 
-from .data import CIFAR100_TEST_SIZE, CIFAR100_TRAIN_SIZE
+from .data import CIFAR100_TEST_SIZE, CIFAR100_TRAIN_SIZE, NUM_CLASSES
+
+IMAGENET = "imagenet"
+# The benchmark's defaults for the synthetic CIFAR-100 rows (flags left at None).
+CIFAR_DEFAULTS = {"model_t": "resnet56", "model_s": "resnet20", "loader": "device", "num_workers": 2,
+                  "epochs": 240, "n_data": CIFAR100_TRAIN_SIZE, "n_test": CIFAR100_TEST_SIZE}
+# Flags that only a JPEG folder has a use for.
+IMAGENET_ONLY = ("data_folder", "generate_data", "image_size", "generated_classes")
 
 
 def _positive(text):
@@ -46,16 +55,44 @@ def _worker_list(text):
     return values
 
 
+def _image_size(text):
+    """'375x500' -> (375, 500): height x width."""
+    try:
+        height, width = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be HEIGHTxWIDTH in pixels, e.g. 375x500, got {text!r}") from None
+    if height <= 0 or width <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive sizes, got {text!r}")
+    return height, width
+
+
 def build_parser():
     from helper.options import Parser
     # No abbreviations: a prefix of a benchmark flag must not swallow one of train_student.py's.
-    p = Parser(description="Time real training steps of one method on synthetic CIFAR-100-shaped data. "
+    p = Parser(description="Time real training steps of one method on synthetic CIFAR-100-shaped data, or on "
+                           "ImageNet JPEGs (--dataset imagenet: a folder, or a generated set). "
                            "Flags not listed here go to train_student.py's parser: a method's own flags "
                            "(--nce_k, --mixup_num, --t-epoch, ...) and the loss weights (-r/-a/-b).",
                allow_abbrev=False)
     p.add_argument("--distill", default="kd", help="any name (or alias) of distiller_zoo.METHODS")
-    p.add_argument("--model_t", default="resnet56", help="teacher (random weights)")
-    p.add_argument("--model_s", default="resnet20", help="student")
+    p.add_argument("--dataset", choices=["cifar100", "cifar100_aug", IMAGENET], default="cifar100",
+                   help="cifar100(_aug): synthetic noise of CIFAR-100's shape; imagenet: JPEGs read and augmented "
+                        "as train_student.py --dataset imagenet reads them")
+    p.add_argument("--data_folder", default=None,
+                   help="ImageNet only: an ImageNet-layout folder (train/<wnid>/*.JPEG, val/<wnid>/*.JPEG); "
+                        "without it a generated set is written to a temporary folder and deleted afterwards")
+    p.add_argument("--generate_data", action="store_true",
+                   help="ImageNet only: write a generated set into --data_folder when it holds none (and keep it)")
+    p.add_argument("--image_size", type=_image_size, default=None,
+                   help="ImageNet only: HEIGHTxWIDTH of the generated JPEGs (default 375x500, ImageNet's most "
+                        "common size)")
+    p.add_argument("--generated_classes", type=_positive, default=None,
+                   help="ImageNet only: class folders of the generated set (default 100; the models keep "
+                        "ImageNet's 1000 classes)")
+    p.add_argument("--model_t", default=None,
+                   help="teacher (random weights); default resnet56 (CIFAR-100), resnet34_imagenet (ImageNet)")
+    p.add_argument("--model_s", default=None,
+                   help="student; default resnet20 (CIFAR-100), resnet18_imagenet (ImageNet)")
     p.add_argument("--steps", type=_positive, default=50, help="timed training steps")
     p.add_argument("--warmup", type=_non_negative, default=10, help="untimed steps before timing (and compiling)")
     p.add_argument("--repeats", type=_positive, default=1,
@@ -73,17 +110,27 @@ def build_parser():
     p.add_argument("--teacher_bf16", action="store_true", help="teacher forward in bf16 autocast (student float32)")
     p.add_argument("--compile", action="store_true",
                    help="torch.compile the student and the teacher (warm-up steps compile)")
-    p.add_argument("--loader", choices=["device", "torch"], default="device", help="training data path")
-    p.add_argument("--num_workers", type=_non_negative, default=2, help="DataLoader workers for --loader torch")
-    p.add_argument("--epochs", type=_positive, default=240, help="epochs of the projected run")
-    p.add_argument("--n_data", type=_positive, default=CIFAR100_TRAIN_SIZE, help="synthetic training images")
-    p.add_argument("--n_test", type=_positive, default=CIFAR100_TEST_SIZE, help="synthetic test images")
+    p.add_argument("--loader", choices=["device", "torch", "dali", "auto"], default=None,
+                   help="training data path: device (default) or torch for CIFAR-100; torch, dali or auto "
+                        "(default: DALI on CUDA when installed, else torch, as train_student.py) for ImageNet")
+    p.add_argument("--num_workers", type=_non_negative, default=None,
+                   help="DataLoader workers (DALI threads) of the training loader; default 2 (CIFAR-100), "
+                        "train_student.py's (ImageNet)")
+    p.add_argument("--epochs", type=_positive, default=None,
+                   help="epochs of the projected run; default the recipe's (240 CIFAR-100, 100 ImageNet)")
+    p.add_argument("--n_data", type=_positive, default=None,
+                   help=f"synthetic training images (default {CIFAR100_TRAIN_SIZE}); ImageNet: the generated "
+                        f"set's, default enough batches that no timed window starts a pass")
+    p.add_argument("--n_test", type=_positive, default=None,
+                   help=f"synthetic test images (default {CIFAR100_TEST_SIZE}); ImageNet: the generated set's "
+                        f"validation images")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data_only", action="store_true", help="time only the data path (no model)")
     p.add_argument("--skip_data_path", action="store_true", help="do not time the data path alone")
     p.add_argument("--data_steps", type=_positive, default=None, help="batches per data-path timing (default --steps)")
     p.add_argument("--data_workers", type=_worker_list, default=[0, 2],
-                   help="DataLoader worker counts compared with the device path (e.g. 0,2)")
+                   help="DataLoader worker counts compared with the device path (e.g. 0,2); ImageNet: also "
+                        "DALI's thread counts (at least 1)")
     p.add_argument("--eval_steps", type=_non_negative, default=None,
                    help="test batches timed for the per-epoch evaluation (default min(--steps, a test epoch); 0: skip)")
     p.add_argument("--pretrain_steps", type=_non_negative, default=None,
@@ -108,7 +155,10 @@ def parse_args(argv=None):
     args, extra = build_parser().parse_known_args(argv)
     opt = training_options(args, extra)
     method = method_named(opt.distill)
-    if args.loader == "torch" and VIEWS in method.needs_for(opt):
+    if args.dataset == IMAGENET:
+        from .imagenet import check_loader
+        check_loader(args, method.needs_for(opt))
+    elif args.loader == "torch" and VIEWS in method.needs_for(opt):
         raise UsageError(f"--loader torch cannot build {opt.distill}'s extra views (it needs '{VIEWS}'); "
                          f"use --loader device")
     if args.levers and args.compile:
@@ -118,16 +168,39 @@ def parse_args(argv=None):
 
 def training_options(args, extra=()):
     """The options train_student.py would build for the same flags (all its defaults, each
-    method's flags included); --distill is checked and its alias resolved there."""
+    method's flags included); --distill is checked and its alias resolved there. Fills the
+    data set's defaults into `args`; opt.num_classes is what the models are built with."""
     import train_student
-    from models import model_dict
-    if args.model_t not in model_dict:
-        raise UsageError(f"unknown --model_t '{args.model_t}'; valid names: {', '.join(model_dict)}")
+    if args.dataset == IMAGENET:
+        from .imagenet import data_flags
+    else:
+        data_flags = cifar_data_flags
+    flags, num_classes = data_flags(args)
     argv = ["--path_t", "(none: random teacher)", "--model_t", args.model_t, "--model_s", args.model_s,
-            "--distill", args.distill, "--batch_size", str(args.batch_size), "--loader", args.loader,
-            "--num_workers", str(args.num_workers), "--epochs", str(args.epochs), "--seed", str(args.seed),
+            "--distill", args.distill, "--batch_size", str(args.batch_size), *flags, "--seed", str(args.seed),
             "--device", args.device, *extra]
     argv += [f"--{flag}" for flag in ("amp", "channels_last", "compile", "teacher_bf16") if getattr(args, flag)]
     opt = train_student.parse_args(argv)
     opt.n_data = args.n_data
+    opt.num_classes = num_classes
     return opt
+
+
+def cifar_data_flags(args):
+    """-> (train_student.py's data flags, classes of the models) for the synthetic CIFAR-100 rows,
+    with the benchmark's CIFAR defaults filled into `args`; UsageError for a flag only ImageNet
+    has a use for."""
+    from models import model_dict
+    given = [f"--{name}" for name in IMAGENET_ONLY if getattr(args, name) not in (None, False)]
+    if given or args.loader == "auto":
+        flag = given[0] if given else "--loader auto"
+        raise UsageError(f"{flag} is for --dataset imagenet; the {args.dataset} rows time synthetic noise "
+                         f"(--loader device or torch)")
+    for name, value in CIFAR_DEFAULTS.items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    if args.model_t not in model_dict:
+        raise UsageError(f"unknown --model_t '{args.model_t}'; valid names: {', '.join(model_dict)}")
+    dataset = ["--dataset", args.dataset] if args.dataset != "cifar100" else []
+    return ([*dataset, "--loader", args.loader, "--num_workers", str(args.num_workers), "--epochs", str(args.epochs)],
+            NUM_CLASSES)

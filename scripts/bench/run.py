@@ -4,7 +4,9 @@ The training steps are timed first, on a fresh process's warm state; the parts a
 the levers after, since they touch the memory banks and the caches. What is timed follows
 from the method class: its `needs` (the data path with them; negative sampling and the
 criterion when it needs contrast indices), `forward_only_first_epoch` (a forward-only
-epoch in the projection) and an overridden `pretrain` (the stage's estimate).
+epoch in the projection) and an overridden `pretrain` (the stage's estimate). The data come
+from a data source (`cifar.CifarData`, or `imagenet.ImageNetData` for --dataset imagenet):
+the data and loaders, the epoch the run is projected with, the data path rows and their lines.
 
 Under torchrun (`torchrun --nproc_per_node N scripts/benchmark.py ...`) every rank joins
 the process group (`helper.distributed.start`), takes its slice of each global batch
@@ -24,8 +26,8 @@ import torch
 from util.errors import UsageError
 
 from . import report as text
-from .data import synthetic_cifar100
-from .data_path import time_data_path
+from .cifar import CifarData
+from .options import IMAGENET
 from .parts import probe_step, time_criterion, time_kernels, time_negative_sampling
 from .steps import (build_distiller, count_host_syncs, project_run, time_evaluation, time_pretrain, time_steps)
 from .timing import device_name, peak_memory
@@ -43,9 +45,17 @@ def apply_malloc_tuning(args, device):
     return {"applied": applied, "why": "keep_freed_memory" if applied is not None else "not glibc on Linux"}
 
 
+def data_source(args, opt):
+    """What a run times: synthetic CIFAR-100 on the device (`cifar.CifarData`) or JPEG folders
+    (`imagenet.ImageNetData`, --dataset imagenet); a context that deletes what it wrote."""
+    if args.dataset == IMAGENET:
+        from .imagenet import ImageNetData
+        return ImageNetData(args, opt)
+    return CifarData(args, opt)
+
+
 def run_benchmark(args, opt, log=print):
     """-> the report (on every rank under torchrun; rank 0 alone logs, and only its report is printed)."""
-    from dataset import make_loaders
     from distiller_zoo import method_named
     from helper import distributed
     from helper.util import resolve_device, seed_everything
@@ -58,7 +68,6 @@ def run_benchmark(args, opt, log=print):
         torch.set_num_threads(args.threads)
     seed_everything(opt.seed, opt.deterministic)
     method = method_named(opt.distill)
-    notes = [text.TEACHER_NOTE, text.DATA_NOTE]
     report = text.header(args, opt, device, method, device_name(device))
     report["malloc"] = malloc
     report.update(processes_fields(procs, opt))
@@ -68,19 +77,34 @@ def run_benchmark(args, opt, log=print):
     if text.malloc_line(malloc):
         log(text.malloc_line(malloc))
 
-    data = synthetic_cifar100(args.n_data, args.n_test, opt.seed)  # the same on every rank (seeded)
-    train_loader, test_loader = make_loaders(opt, data, device, method.needs_for(opt), procs.rank, procs.world_size)
+    with data_source(args, opt) as source:
+        return _measure(report, source, args, opt, procs, device, log)
+
+
+def _measure(report, source, args, opt, procs, device, log):
+    """Everything timed, in order, into `report`: the data path, the training steps, evaluation,
+    the forward-only epoch, the pre-training stage, the projection, the parts and the levers."""
+    from distiller_zoo import method_named
+    from helper import distributed
+    method = method_named(opt.distill)
+    data = source.load(procs, log)
+    train_loader, test_loader = source.loaders(data, device, method.needs_for(opt), procs)
     opt.n_data = train_loader.num_samples
     opt.steps_per_epoch = len(train_loader)
-    report["steps_per_epoch"] = opt.steps_per_epoch
+    steps_per_epoch, test_batches = source.epoch_batches(train_loader, test_loader)  # of the projected run
+    report["steps_per_epoch"] = steps_per_epoch
     views = train_loader.views.num_views if getattr(train_loader, "views", None) is not None else 1
     report["views"] = views
+    report.update(source.fields())
+    notes = [text.TEACHER_NOTE, *source.notes()]
+    for line in source.lines():
+        log(line)
 
     local_opt = copy.copy(opt)  # what one process's loader works on: its slice of the global batch
     local_opt.batch_size = report["batch_size_per_process"]
     if not args.skip_data_path:
-        report["data_path"] = time_data_path(args, local_opt, data, device, train_loader, method.needs_for(opt))
-        for line in text.data_path_lines(report["data_path"], opt.distill):
+        report["data_path"] = source.time_data_path(local_opt, data, device, train_loader, method.needs_for(opt))
+        for line in source.data_path_lines(report["data_path"]):
             log(line)
     if args.data_only:
         return _data_only(report, device, notes)
@@ -104,7 +128,7 @@ def run_benchmark(args, opt, log=print):
         log(text.scaling_line(report))
     log(text.memory_line(report))
 
-    evaluation = time_evaluation(distiller, test_loader, args, opt, device)
+    evaluation = time_evaluation(distiller, test_loader, args, opt, device, epoch_batches=test_batches)
     report["evaluation"] = evaluation
     forward_only = None
     if distiller.forward_only_first_epoch:
@@ -122,7 +146,7 @@ def run_benchmark(args, opt, log=print):
     report["pretrain"] = pretrain
     notes += text.pretrain_notes(pretrain)
 
-    projection = project_run(step_s, opt.steps_per_epoch, opt.epochs,
+    projection = project_run(step_s, steps_per_epoch, opt.epochs,
                              evaluation["epoch_s"] if evaluation else 0.0,
                              forward_only["ms_per_step"] / 1000.0 if forward_only else None,
                              pretrain.get("epoch_s_estimate") if pretrain else None,
@@ -132,7 +156,7 @@ def run_benchmark(args, opt, log=print):
     report["projected_run_s"] = projection["total_without_pretrain_s"]
     report["projected_run_with_pretrain_s"] = projection["total_s"]
     notes.append(text.projection_note(evaluation, forward_only))
-    log(text.epoch_line(projection, opt.steps_per_epoch, evaluation, forward_only))
+    log(text.epoch_line(projection, steps_per_epoch, evaluation, forward_only))
     log(text.projection_line(opt.epochs, projection, pretrain))
 
     _time_parts(report, distiller, train_loader, method, args, local_opt, device, log)
@@ -188,7 +212,8 @@ def _time_parts(report, distiller, train_loader, method, args, opt, device, log)
 
 def _data_only(report, device, notes):
     path = report.get("data_path", {})
-    row = path.get("device_method") or path.get("torch_method") or path.get("device_plain")
+    row = (path.get("device_method") or path.get("torch_method") or path.get("device_plain")
+           or path.get("training_loader"))
     if row is None:
         raise UsageError("--data_only with --skip_data_path times nothing; drop one of them")
     report["what"] = "data path only (the training loader with the method's needs)"

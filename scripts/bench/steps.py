@@ -15,7 +15,7 @@ import time
 
 import torch
 
-from .data import NUM_CLASSES, FirstSteps
+from .data import FirstSteps
 from .timing import Stopwatch, host_syncs, timed, timed_best, wait_at_barrier
 
 # Host syncs are counted over this many steps (CUDA only).
@@ -23,17 +23,18 @@ SYNC_CHECK_STEPS = 3
 
 
 def build_distiller(opt, device):
-    """Teacher (random weights), student, distiller and optimizer as train_student.main builds them."""
+    """Teacher (random weights), student, distiller and optimizer as train_student.main builds them,
+    the models with `opt.num_classes` classes (`options.training_options` sets it)."""
     from distiller_zoo import method_named
     from distiller_zoo.base import resolve_weights
     from helper.model_setup import prepare_model
     from helper.trainer import make_optimizer
-    from models import model_dict
+    from models import build_model
     method = method_named(opt.distill)
     weights = resolve_weights(method, opt)
     opt.gamma, opt.alpha, opt.beta = weights["gamma"], weights["alpha"], weights["beta"]
-    teacher = prepare_model(model_dict[opt.model_t](num_classes=NUM_CLASSES).eval(), opt, device)
-    student = prepare_model(model_dict[opt.model_s](num_classes=NUM_CLASSES), opt, device)
+    teacher = prepare_model(build_model(opt.model_t, opt.num_classes).eval(), opt, device)
+    student = prepare_model(build_model(opt.model_s, opt.num_classes), opt, device)
     distiller = method(student, teacher, opt).to(device)
     optimizer = make_optimizer(distiller.trainable_parameters(), opt, device)
     return distiller, optimizer
@@ -91,8 +92,9 @@ def count_host_syncs(distiller, optimizer, loader, opt, device, step_module=None
     return {"steps": SYNC_CHECK_STEPS, "syncs": len(syncs), "includes_loop_readback": 1, "first": syncs[:3]}
 
 
-def time_evaluation(distiller, test_loader, args, opt, device):
-    """Seconds of one test-set evaluation (the trainer runs one after every epoch)."""
+def time_evaluation(distiller, test_loader, args, opt, device, epoch_batches=None):
+    """Seconds of one test-set evaluation (the trainer runs one after every epoch) of
+    `epoch_batches` batches (default the test loader's)."""
     from helper.loops import evaluate
     batches = min(args.steps if args.eval_steps is None else args.eval_steps, len(test_loader))
     if batches == 0:
@@ -101,7 +103,8 @@ def time_evaluation(distiller, test_loader, args, opt, device):
     seconds = timed_best(lambda: evaluate(distiller, FirstSteps(test_loader, batches), device, amp=opt.amp), device,
                          args.repeats)
     return {"ms_per_batch": 1000.0 * seconds / batches, "batches_timed": batches,
-            "batch_size": test_loader.batch_size, "epoch_s": seconds / batches * len(test_loader)}
+            "batch_size": test_loader.batch_size,
+            "epoch_s": seconds / batches * (len(test_loader) if epoch_batches is None else epoch_batches)}
 
 
 class StageLoader:
