@@ -9,7 +9,7 @@ import torch.nn as nn
 from util.errors import UsageError
 
 from .AT import pool_to_same_size
-from .base import feature_shapes
+from .base import feature_shapes, width_refusal
 from .KD import KDDistiller
 
 
@@ -29,14 +29,9 @@ class FSP(nn.Module):
 
     def __init__(self, s_shapes, t_shapes):
         super().__init__()
-        if len(s_shapes) != len(t_shapes):
-            raise UsageError(f"FSP: {len(s_shapes)} student vs {len(t_shapes)} teacher features; "
-                             "use models with the same number of stages")
-        s_c = [s[1] for s in s_shapes]
-        t_c = [t[1] for t in t_shapes]
-        if s_c != t_c:
-            raise UsageError(f"FSP needs equal channel numbers (student {s_c}, teacher {t_c}); "
-                             "pick a teacher of the student's width")
+        refusal = width_refusal("FSP", s_shapes, t_shapes)
+        if refusal:
+            raise UsageError(refusal)
 
     def forward(self, g_s, g_t):
         return [(s - t).pow(2).mean() for s, t in zip(fsp_matrices(g_s), fsp_matrices(g_t))]
@@ -49,6 +44,10 @@ class FSPDistiller(KDDistiller):
     table_order = 110
     default_weights = {"gamma": 1.0, "alpha": 0.0, "beta": 50.0}
     has_method_loss = False
+
+    @classmethod
+    def pair_refusal(cls, student, teacher):
+        return width_refusal("FSP", feature_shapes(student)[:-1], feature_shapes(teacher)[:-1])
 
     def __init__(self, student, teacher, opt):
         super().__init__(student, teacher, opt)

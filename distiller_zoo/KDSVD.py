@@ -3,9 +3,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from util.errors import UsageError
 
-from .base import feature_shapes
+from .base import feature_shapes, width_refusal
 from .KD import KDDistiller
 
 # Width of the Gaussian (RBF) kernel between singular-vector pairs of consecutive layers.
@@ -80,13 +79,12 @@ class KDSVDDistiller(KDDistiller):
     default_weights = {"gamma": 1.0, "alpha": 0.0, "beta": 1.0}
     has_method_loss = True
 
+    @classmethod
+    def pair_refusal(cls, student, teacher):
+        return width_refusal("kdsvd", feature_shapes(student)[1:-1], feature_shapes(teacher)[1:-1])
+
     def __init__(self, student, teacher, opt):
         super().__init__(student, teacher, opt)
-        s_c = [s[1] for s in feature_shapes(student)[1:-1]]
-        t_c = [t[1] for t in feature_shapes(teacher)[1:-1]]
-        if s_c != t_c:
-            raise UsageError(f"kdsvd needs equal channel numbers (student {s_c}, teacher {t_c}); "
-                             "pick a teacher of the student's width")
         self.criterion_kd = KDSVD()
 
     def method_loss(self, feats_s, feats_t):

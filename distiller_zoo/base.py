@@ -16,6 +16,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from dataset.batch import CONTRAST_INDEX, INDEX, VIEWS, Batch  # noqa: F401  (the fields a method may need)
+from util.errors import UsageError
 from util.precision import autocast_context
 
 WEIGHT_NAMES = ("gamma", "alpha", "beta")
@@ -52,6 +53,10 @@ class Distiller(nn.Module):
 
     def __init__(self, student, teacher=None, opt=None):
         super().__init__()
+        if teacher is not None:
+            refusal = type(self).pair_refusal(student, teacher)
+            if refusal:
+                raise UsageError(refusal)
         self.student = student
         self.teacher = teacher
         if teacher is not None:
@@ -78,6 +83,15 @@ class Distiller(nn.Module):
         """Fill the defaults that the authors set per teacher/student pair (flags left at None),
         once `opt.model_s` and `opt.model_t` are known and before the run's identity is taken.
         Per-pair weights go to opt.gamma/alpha/beta only when the user gave none."""
+
+    @classmethod
+    def pair_refusal(cls, student, teacher):
+        """Why this method cannot distil `teacher` into `student`, in one line, else None.
+
+        Decided from the built models' shapes alone (they may live on the meta device), so the
+        sweep can list a pair as not applicable instead of running it; the constructor raises
+        it as a UsageError."""
+        return None
 
     @classmethod
     def needs_for(cls, opt):
@@ -186,6 +200,19 @@ def resolve_weights(cls, opt):
         if v is not None:
             out[key] = float(v)
     return out
+
+
+def width_refusal(method, s_shapes, t_shapes):
+    """For methods that compare feature maps channel by channel (FSP, KDSVD): a one-line refusal
+    when the student's and the teacher's features differ in number or in channels, else None."""
+    if len(s_shapes) != len(t_shapes):
+        return (f"{method}: {len(s_shapes)} student vs {len(t_shapes)} teacher features; "
+                "use models with the same number of stages")
+    s_c = [int(s[1]) for s in s_shapes]
+    t_c = [int(t[1]) for t in t_shapes]
+    if s_c != t_c:
+        return f"{method} needs equal channel numbers (student {s_c}, teacher {t_c}); pick a teacher of the student's width"
+    return None
 
 
 def feature_shapes(model, preact=False):

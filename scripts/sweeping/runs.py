@@ -100,10 +100,33 @@ def parse_pairs(text):
     return pairs
 
 
+def pair_refusal(cls, teacher, student):
+    """The method's one-line refusal of the pair (FSP and KDSVD: feature widths differ), judged
+    on the two models built on the meta device (shapes only: no memory, no weights). None when
+    the method applies, or when train_student.py is to judge (a class without the check, a
+    model name the zoo does not know)."""
+    try:
+        import torch
+        from dataset.cifar import NUM_CLASSES
+        from distiller_zoo.base import Distiller
+        from models import model_dict
+    except ImportError:
+        return None
+    if not issubclass(cls, Distiller) or cls.pair_refusal.__func__ is Distiller.pair_refusal.__func__:
+        return None  # the default applies to every pair: no model to build
+    if teacher not in model_dict or student not in model_dict:
+        return None
+    with torch.device("meta"):
+        models = model_dict[student](num_classes=NUM_CLASSES), model_dict[teacher](num_classes=NUM_CLASSES)
+    return cls.pair_refusal(*models)
+
+
 def distill_runs(config, methods, pairs, registry, teacher_paths):
-    """One run per trial x method x pair whose teacher was found (teacher_paths[t] not None)."""
+    """One run per trial x method x pair whose teacher was found (teacher_paths[t] not None),
+    except the pairs a method refuses (listed once as not applicable, as the papers' tables
+    leave those cells empty)."""
     runs = []
-    flags = {}  # (method, pair) -> (class, flags): the same for every trial, so parsed once
+    flags = {}  # (method, pair) -> (class, flags) or None when refused: the same for every trial
     for trial in range(config.trials):
         for method in methods:
             for teacher, student in pairs:
@@ -112,7 +135,13 @@ def distill_runs(config, methods, pairs, registry, teacher_paths):
                     continue
                 if (method, teacher, student) not in flags:
                     cls, variant_args = split_variant(method, registry)
-                    flags[method, teacher, student] = cls, method_flags(cls, (teacher, student), variant_args)
+                    refusal = pair_refusal(cls, teacher, student)
+                    if refusal:
+                        print(f"n/a {teacher}-{student}_{method}: {refusal}", file=sys.stderr)
+                    flags[method, teacher, student] = None if refusal else (
+                        cls, method_flags(cls, (teacher, student), variant_args))
+                if flags[method, teacher, student] is None:
+                    continue
                 cls, method_args = flags[method, teacher, student]
                 runs.append(Run(f"{teacher}-{student}_{method}_trial_{trial}",
                                 ["train_student.py", "--path_t", path_t, "--model_s", student, "--distill", cls.name,

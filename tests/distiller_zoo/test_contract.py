@@ -4,6 +4,8 @@ Each is built from train_student.py's own parser (so its flags exist), fed one b
 by the data path from the method's `needs`, and must return its terms under the names its
 `loss_terms` announces (the start-up line, metrics.jsonl and TensorBoard use the same ones).
 """
+import argparse
+
 import pytest
 import torch
 
@@ -85,3 +87,25 @@ def test_a_method_init_bug_shows_its_traceback(tmp_path, monkeypatch):
     with pytest.raises(SystemExit) as e:
         run_guarded(usage)
     assert e.value.code == 2
+
+
+def test_pair_refusal_is_the_constructors_and_needs_only_shapes():
+    """FSP/KDSVD decide from shapes alone (models on the meta device: what the sweep builds),
+    and the constructor raises the same line; a method without the check applies to any pair."""
+    from distiller_zoo.FSP import FSPDistiller
+    from distiller_zoo.KDSVD import KDSVDDistiller
+    from models import model_dict
+    from util.errors import UsageError
+    with torch.device("meta"):
+        wide, narrow = model_dict["vgg13"](num_classes=100), model_dict["MobileNetV2"](num_classes=100)
+        same_s, same_t = model_dict["resnet20"](num_classes=100), model_dict["resnet56"](num_classes=100)
+    for cls in (FSPDistiller, KDSVDDistiller):
+        assert "equal channel numbers" in cls.pair_refusal(narrow, wide)
+        assert cls.pair_refusal(same_s, same_t) is None
+    assert METHODS["kd"].pair_refusal(narrow, wide) is None and Distiller.pair_refusal(narrow, wide) is None
+    torch.manual_seed(0)
+    student, teacher = model_dict["MobileNetV2"](num_classes=100), model_dict["vgg13"](num_classes=100)
+    opt = argparse.Namespace(gamma=None, alpha=None, beta=None, kd_T=4)
+    with pytest.raises(UsageError) as e:
+        KDSVDDistiller(student, teacher, opt)
+    assert str(e.value) == KDSVDDistiller.pair_refusal(student, teacher)

@@ -265,6 +265,20 @@ def test_methods_and_trials_multiply_the_runs(dirs, sweep):
     assert weights == {"kd": "-r 0.1 -a 0.9 -b 0", "crd": "-r 1 -a 0 -b 0.8", "nst": "-r 1 -a 0 -b 50"}
 
 
+def test_pairs_a_method_refuses_are_listed_as_not_applicable_not_run(dirs, sweep):
+    """FSP compares same-width maps: of resnet56:resnet20 (same widths) and vgg13:MobileNetV2 it
+    runs the first only and names the second, once for all trials, with the width rule; the
+    sweep still succeeds and the other methods run on both pairs."""
+    make_teachers(dirs["SAVE_T"], ["resnet56", "vgg13"])
+    res = sweep(DRY_RUN=1, METHODS="fsp kd", PAIRS="resnet56:resnet20 vgg13:MobileNetV2", TRIALS=2, **dirs)
+    assert res.returncode == 0, res.stderr
+    runs = sorted((arg_value(c, "--distill"), arg_value(c, "--model_s")) for c in parse_commands(res.stdout))
+    assert runs == sorted([("fsp", "resnet20"), ("kd", "resnet20"), ("kd", "MobileNetV2")] * 2)
+    na = [line for line in res.stderr.splitlines() if line.startswith("n/a ")]
+    assert na == [line for line in na if line.startswith("n/a vgg13-MobileNetV2_fsp: FSP needs equal channel "
+                                                        "numbers")] and len(na) == 1
+
+
 def test_every_registered_method_gets_its_class_weights_and_sweep_args(dirs, sweep):
     make_teachers(dirs["SAVE_T"], ["resnet56"])
     methods = list(registry())
