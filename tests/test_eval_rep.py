@@ -1,18 +1,20 @@
-"""eval_rep.py (linear-probe transfer, the PACKD authors' eval_rep_base.py recipe) and the scripts
-scripts/eval_rep_STL10.sh, scripts/eval_rep_TinyImageNet200.sh, scripts/run_few_shot.sh."""
+"""eval_rep.py (linear-probe transfer, the PACKD authors' eval_rep_base.py recipe) with its parts in
+helper/ (student_checkpoint.py, probe_folder.py, linear_probe.py), and the scripts
+scripts/eval_rep_STL10.sh, scripts/eval_rep_TinyImageNet200.sh, scripts/run_few_shot.sh.
+The batched Pillow resampling is tested in tests/dataset/test_resized_crop.py."""
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
-import PIL
 import pytest
 import torch
-from PIL import Image
 
 import eval_rep
+from helper.linear_probe import fresh_classifier, lr_at
+from helper.probe_folder import transfer_folder
+from helper.student_checkpoint import load_student
 from util.errors import UsageError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -61,81 +63,6 @@ def probe(tmp_path, data, path_s, *extra, dataset="STL-10"):
     return eval_rep.main(args)
 
 
-# --- Pillow's resampling, batched on the device -----------------------------------------------
-
-def pillow_resamples_vertically_first(h, w, out=32):
-    """The pass order the installed Pillow takes for an h x w crop resized to out x out. Up to
-    Pillow 12 always horizontal first; Pillow 13 (python-pillow/Pillow#9549) goes vertical first
-    when the height shrinks much more than the width: measured on every crop of up to 96 x 96
-    resized to 32 x 32, exactly when h > out and 2 w < h + out."""
-    if int(PIL.__version__.split(".")[0]) < 13:
-        return torch.zeros_like(h, dtype=torch.bool)
-    return (h > out) & (2 * w < h + out)
-
-
-@pytest.mark.parametrize("size", [96, 64])
-def test_random_resized_crops_are_pillows_pixel_for_pixel(size):
-    import torchvision.transforms.functional as TF
-    from torchvision.transforms import InterpolationMode
-    g = np.random.default_rng(size)
-    images = g.integers(0, 256, size=(60, 3, size, size), dtype=np.uint8)
-    images[:30] = np.clip(np.cumsum(g.integers(-20, 21, size=(30, 3, size, size)), axis=-1) + 128, 0, 255)
-    gen = torch.Generator().manual_seed(0)
-    top, left, h, w = eval_rep.random_resized_crop_params(60, size, size, gen, "cpu")
-    vertical = pillow_resamples_vertically_first(h, w)
-    ours = eval_rep.resized_crop(torch.from_numpy(images), top, left, h, w, vertical_first=vertical)
-    default = eval_rep.resized_crop(torch.from_numpy(images), top, left, h, w)
-    for k in range(60):
-        pil = Image.fromarray(images[k].transpose(1, 2, 0))
-        ref = TF.resized_crop(pil, int(top[k]), int(left[k]), int(h[k]), int(w[k]), [32, 32],
-                              InterpolationMode.BILINEAR)
-        ref = torch.from_numpy(np.asarray(ref).transpose(2, 0, 1).copy())
-        assert torch.equal(ours[k], ref), (k, h[k], w[k])
-        # the authors' Pillow (horizontal pass first) differs by at most one level where the order differs
-        assert (default[k].int() - ref.int()).abs().max() <= (1 if vertical[k] else 0)
-
-
-@pytest.mark.parametrize("name,size", [("STL-10", 96), ("TinyImageNet200", 64)])
-def test_test_transform_is_resize_totensor_normalize(name, size):
-    import torchvision.transforms as T
-    spec = eval_rep.DATASETS[name]
-    reference = T.Compose([T.Resize(32), T.ToTensor(), T.Normalize(spec["mean"], spec["std"])])
-    images = np.random.default_rng(1).integers(0, 256, size=(5, 3, size, size), dtype=np.uint8)
-    ours = eval_rep.Transfer32(spec["mean"], spec["std"], "cpu").test(torch.from_numpy(images))
-    for k in range(5):
-        ref = reference(Image.fromarray(images[k].transpose(1, 2, 0)))
-        assert torch.allclose(ours[k], ref, atol=1e-6)
-
-
-def test_crop_parameters_follow_torchvisions_distribution():
-    from torchvision.transforms import RandomResizedCrop
-    n = 4000
-    gen = torch.Generator().manual_seed(0)
-    top, left, h, w = eval_rep.random_resized_crop_params(n, 96, 96, gen, "cpu")
-    assert (h >= 1).all() and (w >= 1).all() and (top >= 0).all() and (left >= 0).all()
-    assert (top + h <= 96).all() and (left + w <= 96).all()
-    torch.manual_seed(0)
-    ref = torch.tensor([RandomResizedCrop.get_params(torch.empty(3, 96, 96), [0.08, 1.0], [3 / 4, 4 / 3])
-                        for _ in range(n)], dtype=torch.float64)
-    ours = torch.stack([top, left, h, w], 1).double()
-    assert torch.allclose(ours.mean(0), ref.mean(0), rtol=0.04)
-    assert torch.allclose(ours.std(0), ref.std(0), rtol=0.06)
-    # no attempt fits: the whole (square) image, as torchvision's fallback
-    top, left, h, w = eval_rep.random_resized_crop_params(5, 96, 96, gen, "cpu", scale=(1.5, 2.0))
-    assert h.tolist() == [96] * 5 and w.tolist() == [96] * 5 and top.tolist() == [0] * 5
-
-
-def test_train_transform_flips_half_and_normalises():
-    images = torch.zeros(400, 3, 96, 96, dtype=torch.uint8)
-    images[:, :, :, :48] = 255  # left half white
-    spec = eval_rep.DATASETS["STL-10"]
-    out = eval_rep.Transfer32(spec["mean"], spec["std"], "cpu").train(images, torch.Generator().manual_seed(0))
-    assert out.shape == (400, 3, 32, 32) and out.min() >= -1 and out.max() <= 1
-    left_brighter = out[:, :, :, :16].mean(dim=(1, 2, 3)) > out[:, :, :, 16:].mean(dim=(1, 2, 3))
-    right_brighter = out[:, :, :, :16].mean(dim=(1, 2, 3)) < out[:, :, :, 16:].mean(dim=(1, 2, 3))
-    assert 0.3 < left_brighter.float().mean() and 0.3 < right_brighter.float().mean()
-
-
 # --- the recipe ---------------------------------------------------------------------------------
 
 def test_the_authors_schedule_and_flag_spellings(student):
@@ -144,7 +71,7 @@ def test_the_authors_schedule_and_flag_spellings(student):
     assert (opt.epochs, opt.learning_rate, opt.lr_decay_epochs, opt.batch_size, opt.weight_decay, opt.momentum,
             opt.nesterov, opt.seed, opt.dataset) == (100, 0.1, [30, 60, 90], 64, 0.0, 0.9, True, 0, "STL-10")
     for epoch in range(1, 101):  # theirs: 0-based epochs, lr = 0.1 * 0.1 ** bisect_right([30, 60, 90], e)
-        assert eval_rep.lr_at(opt, epoch) == pytest.approx(0.1 * 0.1 ** bisect_right([30, 60, 90], epoch - 1))
+        assert lr_at(opt, epoch) == pytest.approx(0.1 * 0.1 ** bisect_right([30, 60, 90], epoch - 1))
     opt = eval_rep.parse_args(["--data", "d/", "--dataset", "TinyImageNet", "--arch", "resnet8", "--s-path", "x.pth",
                                "--init-lr", "0.2", "--weight-decay", "1e-4", "--batch-size", "32",
                                "--manual_seed", "3", "--warmup-epoch", "2", "--milestones", "5,7"])
@@ -152,9 +79,9 @@ def test_the_authors_schedule_and_flag_spellings(student):
             opt.batch_size, opt.seed, opt.warmup_epoch, opt.lr_decay_epochs) == \
         ("d/", "TinyImageNet200", "resnet8", "x.pth", 0.2, 1e-4, 32, 3, 2, [5, 7])
     # their warm-up: init_lr * (1 + step + epoch * iters) / (warmup * iters), then the milestones after it
-    assert eval_rep.lr_at(opt, 1, 0, 10) == pytest.approx(0.2 * 1 / 20)
-    assert eval_rep.lr_at(opt, 2, 9, 10) == pytest.approx(0.2)
-    assert eval_rep.lr_at(opt, 8, 0, 10) == pytest.approx(0.02)  # epoch 8 - 2 warm-up > milestone 5
+    assert lr_at(opt, 1, 0, 10) == pytest.approx(0.2 * 1 / 20)
+    assert lr_at(opt, 2, 9, 10) == pytest.approx(0.2)
+    assert lr_at(opt, 8, 0, 10) == pytest.approx(0.02)  # epoch 8 - 2 warm-up > milestone 5
 
 
 @pytest.mark.parametrize("argv,message", [
@@ -173,29 +100,29 @@ def test_bad_flags_are_usage_errors(student, argv, message):
 def test_the_probe_starts_as_the_models_own_fresh_classifier():
     """The authors build the model for the new classes and train its classifier: VGG's is
     N(0, 0.01) with zero bias, WRN's has a zero bias, the ResNets' is PyTorch's default."""
-    vgg = eval_rep.fresh_classifier("vgg8", 10)
+    vgg = fresh_classifier("vgg8", 10)
     assert (vgg.in_features, vgg.out_features) == (512, 10) and vgg.bias.abs().sum() == 0
     assert 0.008 < float(vgg.weight.detach().std()) < 0.012
-    assert eval_rep.fresh_classifier("wrn_16_2", 200).bias.abs().sum() == 0
-    assert eval_rep.fresh_classifier("resnet8x4", 10).bias.abs().sum() > 0
-    assert isinstance(eval_rep.fresh_classifier("MobileNetV2", 10), torch.nn.Linear)
+    assert fresh_classifier("wrn_16_2", 200).bias.abs().sum() == 0
+    assert fresh_classifier("resnet8x4", 10).bias.abs().sum() > 0
+    assert isinstance(fresh_classifier("MobileNetV2", 10), torch.nn.Linear)
 
 
 # --- the student ----------------------------------------------------------------------------------
 
 def test_a_run_folder_means_its_best_checkpoint_and_names_the_probe(student, tmp_path):
     opt = eval_rep.parse_args(["--path_s", str(student), "--save_dir", str(tmp_path)])
-    s = eval_rep.load_student(opt)
+    s = load_student(opt)
     assert s.path == str(student / "resnet8_best.pth") and s.name == "resnet8" and s.tag == ""
     assert not any(p.requires_grad for p in s.model.parameters()) and not s.model.training
-    assert eval_rep.transfer_folder(opt, s) == os.path.join(str(tmp_path), "transfer", f"STL-10_{STUDENT_RUN}_0")
+    assert transfer_folder(opt, s) == os.path.join(str(tmp_path), "transfer", f"STL-10_{STUDENT_RUN}_0")
     assert s.run_info["distill"] == "kd" and s.run_info["model_t"] == "resnet32x4"
     from helper.teacher import load_teacher, weights_fingerprint
     teacher, _ = load_teacher(str(student / "resnet8_last.pth"))
     assert s.fingerprint == weights_fingerprint(teacher)  # the fingerprint train_student.py would record
     opt = eval_rep.parse_args(["--path_s", str(student), "--checkpoint", "last", "--save_dir", str(tmp_path)])
-    s = eval_rep.load_student(opt)
-    assert s.path.endswith("resnet8_last.pth") and eval_rep.transfer_folder(opt, s).endswith(f"{STUDENT_RUN}_last_0")
+    s = load_student(opt)
+    assert s.path.endswith("resnet8_last.pth") and transfer_folder(opt, s).endswith(f"{STUDENT_RUN}_last_0")
 
 
 def test_checkpoint_formats_and_model_names(student, tmp_path):
@@ -204,22 +131,22 @@ def test_checkpoint_formats_and_model_names(student, tmp_path):
     folder = tmp_path / "S:resnet8_T:resnet56_cifar100_packd_0"
     folder.mkdir()
     torch.save({"net": {f"backbone.{k}": v for k, v in state.items()}}, folder / "resnet8_best.pth")
-    s = eval_rep.load_student(eval_rep.parse_args(["--path_s", str(folder / "resnet8_best.pth")]))
+    s = load_student(eval_rep.parse_args(["--path_s", str(folder / "resnet8_best.pth")]))
     assert s.name == "resnet8" and torch.equal(s.model.conv1.weight, state["conv1.weight"])
     # backbone-only weights load; the unused classifier is zeroed
     torch.save({k: v for k, v in state.items() if not k.startswith("fc.")}, tmp_path / "bare.pth")
-    s = eval_rep.load_student(eval_rep.parse_args(["--path_s", str(tmp_path / "bare.pth"), "--model_s", "resnet8"]))
+    s = load_student(eval_rep.parse_args(["--path_s", str(tmp_path / "bare.pth"), "--model_s", "resnet8"]))
     assert s.model.fc.weight.abs().sum() == 0
     with pytest.raises(UsageError, match="cannot tell the student model"):
-        eval_rep.load_student(eval_rep.parse_args(["--path_s", str(tmp_path / "bare.pth")]))
+        load_student(eval_rep.parse_args(["--path_s", str(tmp_path / "bare.pth")]))
     with pytest.raises(UsageError, match="records model 'resnet8'"):
-        eval_rep.load_student(eval_rep.parse_args(["--path_s", str(student), "--model_s", "resnet20"]))
+        load_student(eval_rep.parse_args(["--path_s", str(student), "--model_s", "resnet20"]))
     with pytest.raises(UsageError, match="does not fit model 'resnet20'"):
-        eval_rep.load_student(eval_rep.parse_args(["--path_s", str(tmp_path / "bare.pth"), "--model_s", "resnet20"]))
+        load_student(eval_rep.parse_args(["--path_s", str(tmp_path / "bare.pth"), "--model_s", "resnet20"]))
     with pytest.raises(UsageError, match="does not exist"):
-        eval_rep.load_student(eval_rep.parse_args(["--path_s", str(tmp_path / "missing.pth")]))
+        load_student(eval_rep.parse_args(["--path_s", str(tmp_path / "missing.pth")]))
     with pytest.raises(UsageError, match=r"no \*_best.pth"):
-        eval_rep.load_student(eval_rep.parse_args(["--path_s", str(tmp_path / "..")]))
+        load_student(eval_rep.parse_args(["--path_s", str(tmp_path / "..")]))
 
 
 # --- whole runs ---------------------------------------------------------------------------------
