@@ -39,7 +39,8 @@ class _WaitingOps(TorchDispatchMode):
         name = func.overloadpacket.__name__
         if name in WAITING_OPS:
             self.found.append(f"{name}: {_where()}")
-        elif name == "repeat_interleave" and kwargs.get("output_size") is None:
+        elif name == "repeat_interleave" and func._overloadname != "self_int" and kwargs.get("output_size") is None:
+            # repeats as a tensor: the output size is their sum, read on the host
             self.found.append(f"repeat_interleave without output_size: {_where()}")
         elif name in ("index", "index_put", "index_put_") and any(
                 isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in (args[1] or ())):
