@@ -17,10 +17,11 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import torch
 
+from tests.worlds import TEACHER_FOLDER, write_tiny_world
+
 pytestmark = pytest.mark.slow  # real training runs: the full suite runs them, -m 'not slow' skips them
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-TEACHER_FOLDER = "resnet8_cifar100_lr_0.05_decay_0.0005_trial_0"
 PARALLEL = 3
 TIMEOUT_S = 120
 CLOSED_PORT_PROXY = "http://127.0.0.1:9"  # the discard port: nothing listens there
@@ -50,16 +51,8 @@ def tree_snapshot(folder):
 # ------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    from dataset.cifar import make_synthetic_cifar100
-    from models import model_dict
     base = tmp_path_factory.mktemp("bad_input")
-    data = base / "data"
-    make_synthetic_cifar100(str(data), train_per_class=1, test_per_class=1)
-    torch.manual_seed(0)
-    state = model_dict["resnet8"](num_classes=100).state_dict()
-    teacher = base / "save_t" / TEACHER_FOLDER / "ckpt_epoch_240.pth"
-    teacher.parent.mkdir(parents=True)
-    torch.save({"model": state}, teacher)
+    data, teacher, state = write_tiny_world(base, train_per_class=1)
     return argparse.Namespace(base=base, data=data, teacher=teacher, state=state)
 
 

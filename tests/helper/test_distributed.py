@@ -13,8 +13,9 @@ import sys
 import pytest
 import torch
 
+from tests.worlds import write_tiny_world
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-TEACHER_FOLDER = "resnet8_cifar100_lr_0.05_decay_0.0005_trial_0"
 TIMEOUT_S = 300
 pytestmark = pytest.mark.slow
 
@@ -28,14 +29,8 @@ def env(**extra):
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    from dataset.cifar import make_synthetic_cifar100
-    from models import model_dict
     base = tmp_path_factory.mktemp("ddp")
-    make_synthetic_cifar100(str(base / "data"), train_per_class=2, test_per_class=1)
-    torch.manual_seed(0)
-    teacher = base / "save_t" / TEACHER_FOLDER / "ckpt_epoch_240.pth"
-    teacher.parent.mkdir(parents=True)
-    torch.save({"model": model_dict["resnet8"](num_classes=100).state_dict()}, teacher)
+    _, teacher, _ = write_tiny_world(base)
     return base, teacher
 
 

@@ -29,10 +29,11 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import torch
 
+from tests.worlds import write_tiny_world
+
 pytestmark = pytest.mark.slow  # real training runs: the full suite runs them, -m 'not slow' skips them
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-TEACHER_FOLDER = "resnet8_cifar100_lr_0.05_decay_0.0005_trial_0"
 METHODS = ("kd", "crd", "packd")
 PARALLEL = 3
 TIMEOUT_S = 180
@@ -61,15 +62,9 @@ def load(path):
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    from dataset.cifar import make_synthetic_cifar100
-    from models import model_dict
     base = tmp_path_factory.mktemp("resume")
-    make_synthetic_cifar100(str(base / "data"), train_per_class=2, test_per_class=1)
-    torch.manual_seed(0)
-    teacher = base / "save_t" / TEACHER_FOLDER / "ckpt_epoch_240.pth"
-    teacher.parent.mkdir(parents=True)
-    torch.save({"model": model_dict["resnet8"](num_classes=100).state_dict()}, teacher)
-    return argparse.Namespace(base=base, data=base / "data", teacher=teacher)
+    data, teacher, _ = write_tiny_world(base)
+    return argparse.Namespace(base=base, data=data, teacher=teacher)
 
 
 def argv(world, method, save_dir, *extra):
