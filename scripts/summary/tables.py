@@ -129,7 +129,6 @@ def benchmark_table(runs, metric):
     students = [r for r in runs if r.kind == "student"]
     vanilla = [r for r in runs if r.kind == "teacher" and r.finished]
     pairs = sorted({r.pair for r in students}, key=_pair_order)
-    header = ["Teacher <br> Student"] + [f"{t} <br> {s}" for t, s in pairs]
 
     # The teacher the students actually used, as they measured it before training; a
     # teacher run of that model only when no student run recorded it (the two differ
@@ -142,17 +141,21 @@ def benchmark_table(runs, metric):
             teacher_row.append(measured if measured is not None else _teacher_fallback(vanilla, pair[0])[0])
         else:
             teacher_row.append(", ".join(f"{tag}: {_measured(r) or '?'}" for tag, r in entries))
-    rows = [teacher_row]
-
     # Vanilla runs of the student models: a row per experiment (settings).
-    rows += group_rows("Student", vanilla_groups(vanilla), [s for _, s in pairs], metric)
-    method_part, splits = method_rows(students, pairs, metric)
-    rows += method_part
-
-    out = [_markdown(header, rows), ""]
-    out += split_notes(rows, splits)
+    out, _ = pair_table(pairs, teacher_row, vanilla_groups(vanilla), students, metric)
     out += teacher_notes(students, vanilla, pairs)
     return "\n".join(out)
+
+
+def pair_table(pairs, teacher_row, student_groups, students, metric):
+    """A table with the teacher/student pairs as columns: the teacher row, a Student row per
+    plain-model experiment of `student_groups`, the methods' rows of `students`, then the note
+    on rows split into several experiments. -> (lines, rows)."""
+    header = ["Teacher <br> Student"] + [f"{t} <br> {s}" for t, s in pairs]
+    rows = [teacher_row] + group_rows("Student", student_groups, [s for _, s in pairs], metric)
+    method_part, splits = method_rows(students, pairs, metric)
+    rows += method_part
+    return [_markdown(header, rows), "", *split_notes(rows, splits)], rows
 
 
 def model_table(groups, what="settings in brackets"):

@@ -13,7 +13,7 @@ weights the students' teacher had (matched by fingerprint). Student row: probes 
 """
 from scripts.summary.experiments import _natural, _pair_order, _pair_text, _show, _varying, pair_teachers
 from scripts.summary.runs import PROBE
-from scripts.summary.tables import _markdown, format_cell, group_rows, method_rows, model_table, split_notes
+from scripts.summary.tables import format_cell, model_table, pair_table
 
 DATASET_TITLES = {"STL-10": "STL-10", "TinyImageNet200": "Tiny-ImageNet-200"}
 DATASET_ORDER = ("STL-10", "TinyImageNet200")
@@ -55,18 +55,12 @@ def transfer_table(probes, metric):
     students = [r for r in probes if r.student_kind == "student"]
     pairs = sorted({r.pair for r in students}, key=_pair_order)
     teachers = pair_teachers(students)
-    header = ["Teacher <br> Student"] + [f"{t} <br> {s}" for t, s in pairs]
     teacher_row = ["Teacher"]
     for pair in pairs:
         cells = [format_cell([getattr(r, metric) for r in _teacher_probes(probes, key)]) for key in teachers[pair]]
         teacher_row.append(cells[0] if len(cells) == 1 else
                            ", ".join(f"T{i + 1}: {c}" for i, c in enumerate(cells)))
-    rows = [teacher_row]
-    rows += group_rows("Student", probe_groups(probes), [s for _, s in pairs], metric)
-    method_part, splits = method_rows(students, pairs, metric)
-    rows += method_part
-    out = [_markdown(header, rows), ""]
-    out += split_notes(rows, splits)
+    out, rows = pair_table(pairs, teacher_row, probe_groups(probes), students, metric)
     if any("checkpoint:" in row[0] for row in rows):
         out += ["checkpoint: the student's checkpoint that was probed (best: its `<model>_best.pth`, the "
                 "authors' choice; last: its last epoch).", ""]
